@@ -1,0 +1,106 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+// MongoConfig configures StartMongo.
+type MongoConfig struct {
+	// Dir holds the SQLite files, one per database; created if missing.
+	Dir string
+	// Addr is the TCP listen address; default "127.0.0.1:0" (random port).
+	Addr string
+	// Logger receives FerretDB's errors; nil discards them.
+	Logger *slog.Logger
+}
+
+// ferretdbNewMu serialises ferretdb.New, which writes a package-level
+// variable of FerretDB's (version.Get().Package): parallel tests that each
+// start a FerretDB would otherwise race. It is the only way to guard
+// another package's global, hence a variable here.
+var ferretdbNewMu sync.Mutex
+
+// Mongo is an embedded FerretDB speaking the MongoDB wire protocol.
+type Mongo struct {
+	uri    string
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the Run goroutine returns
+	once   sync.Once
+}
+
+// StartMongo starts FerretDB with the SQLite handler on cfg.Dir. ctx bounds
+// the start only; the server runs until Close.
+func StartMongo(ctx context.Context, cfg MongoConfig) (*Mongo, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("start mongo: %w", ErrNoDir)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start mongo: %w", err)
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("start mongo: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("start mongo: %w", err)
+	}
+	addr := cfg.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	logger := componentLogger(cfg.Logger, "ferretdb")
+	// FerretDB logs every connection at info and every error reply (a
+	// duplicate key, the driver's unsupported endSessions on disconnect)
+	// as a multi-line warning; only its errors are news to us.
+	logger = slog.New(minLevelHandler{Handler: logger.Handler(), min: slog.LevelError})
+
+	// FerretDB insists on a trailing slash: the URL names a directory.
+	sqliteURL := (&url.URL{Scheme: "file", Path: dir + "/"}).String()
+	ferretdbNewMu.Lock()
+	fdb, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Logger:    logger,
+		Handler:   "sqlite",
+		SQLiteURL: sqliteURL,
+	})
+	ferretdbNewMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("start mongo on %s: %w", dir, err)
+	}
+
+	// ferretdb.New already listens, so the URI (with the real port when
+	// port 0 was asked for) is known before Run; its doc comment is stale.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m := &Mongo{uri: fdb.MongoDBURI(), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		if err := fdb.Run(runCtx); err != nil {
+			logger.Error("ferretdb stopped", slog.Any("error", err))
+		}
+	}()
+	return m, nil
+}
+
+// URI returns a mongodb:// URI for mongo-driver/v2.
+func (m *Mongo) URI() string { return m.uri }
+
+// Close stops FerretDB and waits until its files are closed, or until ctx
+// is done. FerretDB gives still-connected clients up to 3 s to hang up, so
+// disconnect clients first for a fast Close.
+func (m *Mongo) Close(ctx context.Context) error {
+	m.once.Do(m.cancel)
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close mongo: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,59 @@
+// Command parley runs the whole Parley platform in one process: embedded
+// backends (nothing to install), every service and the gateway, serving the
+// REST API, the WebSocket endpoint and the web client on http://localhost:8080.
+//
+// Every flag has a PARLEY_ environment variable (flag "nats-url" is
+// PARLEY_NATS_URL); flags win over the environment.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/parleyhq/parley/internal/allinone"
+	"github.com/parleyhq/parley/platform/config"
+	"github.com/parleyhq/parley/platform/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "parley:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg      allinone.Config
+		logLevel string
+	)
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "localhost:8080", "address of the HTTP server (REST, WebSocket, web client)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "parley-data", "directory for the embedded backends' data (kept across restarts)")
+	fs.StringVar(&cfg.MongoURI, "mongodb-uri", "", "use this MongoDB (or FerretDB) instead of the embedded FerretDB")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server (JetStream enabled) instead of the embedded one")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "", "use this Redis instead of the embedded miniredis")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if err := config.Parse(fs, args); err != nil {
+		return err
+	}
+	log, err := logging.New(stderr, logLevel)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+	cfg.Logger = log
+	cfg.Ready = func(url string) {
+		fmt.Fprintf(stdout, "\nParley is running at %s\n  API docs:  %s/openapi/\n  health:    %s/readyz\n  data:      %s\nPress Ctrl-C to stop.\n\n", url, url, url, cfg.DataDir)
+	}
+	return allinone.Run(ctx, cfg)
+}

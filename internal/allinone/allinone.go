@@ -1,0 +1,147 @@
+// Package allinone assembles the whole Parley platform in one process: the
+// embedded backends (FerretDB on SQLite, NATS with JetStream, miniredis) or
+// real servers when their URLs are given, every service on its own loopback
+// gRPC port, and the gateway's HTTP server. It is what `go run ./cmd/parley`
+// runs; the services talk to each other over real gRPC, exactly as when they
+// are deployed separately.
+package allinone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/parleyhq/parley/gateway"
+	"github.com/parleyhq/parley/platform/embedded"
+	"github.com/parleyhq/parley/platform/health"
+)
+
+// Config is the all-in-one's configuration (flags and PARLEY_* env vars).
+type Config struct {
+	// HTTPAddr is the gateway's address (default "localhost:8080").
+	HTTPAddr string
+	// HTTPListener, when set, replaces HTTPAddr (tests bind port 0 themselves).
+	HTTPListener net.Listener
+	// DataDir keeps the embedded backends' data across restarts.
+	DataDir string
+	// MongoURI, NATSURL and RedisURL replace the embedded backend with a real
+	// server when set.
+	MongoURI, NATSURL, RedisURL string
+	Logger                      *slog.Logger
+	// Ready, when set, is called with the gateway's URL once it is serving.
+	Ready func(url string)
+}
+
+// shutdownGrace bounds how long stopping may take; Ctrl-C must end the process
+// within 10 s even when a backend hangs.
+const shutdownGrace = 8 * time.Second
+
+// Run starts everything and blocks until ctx is cancelled, then stops it all.
+func Run(ctx context.Context, cfg Config) (err error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "parley-data"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := cfg.Logger
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	backends, err := embedded.Start(ctx, embedded.Config{
+		DataDir:  dataDir,
+		MongoURI: cfg.MongoURI,
+		NATSURL:  cfg.NATSURL,
+		RedisURL: cfg.RedisURL,
+		Logger:   log,
+	})
+	if err != nil {
+		return fmt.Errorf("start backends: %w", err)
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		defer cancel()
+		err = errors.Join(err, backends.Close(stopCtx))
+	}()
+
+	clients, err := connect(ctx, backends)
+	if err != nil {
+		return err
+	}
+	defer clients.close(context.WithoutCancel(ctx))
+
+	checks := health.New(log)
+	checks.Add("mongodb", health.MongoCheck(clients.mongo))
+	checks.Add("nats", health.NATSCheck(clients.nats))
+	checks.Add("redis", health.RedisCheck(clients.redis))
+
+	lis := cfg.HTTPListener
+	if lis == nil {
+		addr := cfg.HTTPAddr
+		if addr == "" {
+			addr = "localhost:8080"
+		}
+		lis, err = net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+	}
+	gw, err := gateway.New(ctx, gateway.Config{Listener: lis, Health: checks, Logger: log})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { checks.Run(gctx); return nil })
+	g.Go(func() error { return gw.Run(gctx) })
+	if cfg.Ready != nil {
+		cfg.Ready("http://" + lis.Addr().String())
+	}
+	return g.Wait()
+}
+
+type clients struct {
+	mongo *mongo.Client
+	nats  *nats.Conn
+	redis *redis.Client
+}
+
+// connect opens the clients the all-in-one itself needs (health checks).
+func connect(ctx context.Context, b *embedded.Backends) (*clients, error) {
+	mc, err := mongo.Connect(options.Client().ApplyURI(b.MongoURI).SetTimeout(10 * time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to MongoDB: %w", err)
+	}
+	nc, err := nats.Connect(b.NATSURL, nats.Name("parley-allinone"), nats.MaxReconnects(-1))
+	if err != nil {
+		_ = mc.Disconnect(ctx)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", b.NATSURL, err)
+	}
+	opt, err := redis.ParseURL(b.RedisURL)
+	if err != nil {
+		nc.Close()
+		_ = mc.Disconnect(ctx)
+		return nil, fmt.Errorf("redis URL: %w", err)
+	}
+	return &clients{mongo: mc, nats: nc, redis: redis.NewClient(opt)}, nil
+}
+
+func (c *clients) close(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_ = c.redis.Close()
+	c.nats.Close()
+	_ = c.mongo.Disconnect(ctx)
+}

@@ -28,6 +28,8 @@ const (
 	DefaultMinRefetchInterval = 10 * time.Second
 	// DefaultLeeway tolerates clock skew between replicas on exp, nbf and iat.
 	DefaultLeeway = 30 * time.Second
+	// DefaultCacheSize is how many verified tokens are remembered.
+	DefaultCacheSize = 10000
 )
 
 // MaxTokenBytes bounds the tokens the verifier looks at; Parley's tokens are
@@ -46,6 +48,13 @@ type VerifierConfig struct {
 	RefreshInterval, MinRefetchInterval time.Duration
 	// Leeway on exp, nbf and iat (default DefaultLeeway).
 	Leeway time.Duration
+	// CacheSize bounds the cache of verified tokens (default
+	// DefaultCacheSize; negative disables it). A client presents the same
+	// access token on every request for up to 15 minutes, and the
+	// signature check is most of the cost of verifying one; a token is
+	// only served from the cache if it is byte for byte one that passed
+	// the full check, has not expired, and its key is still in the key set.
+	CacheSize int
 	// Logger reports key-set fetch failures (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -73,6 +82,16 @@ type Verifier struct {
 	// mu guards lastAttempt.
 	mu          sync.Mutex
 	lastAttempt time.Time
+
+	cacheMu sync.RWMutex
+	cache   map[string]cachedToken
+}
+
+// cachedToken is a token that passed every check.
+type cachedToken struct {
+	p   Principal
+	kid string
+	exp time.Time
 }
 
 var _ TokenVerifier = (*Verifier)(nil)
@@ -104,6 +123,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
 	v := &Verifier{
 		cfg:      cfg,
 		fetching: make(chan struct{}, 1),
@@ -122,6 +144,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 			jwt.WithStrictDecoding(),
 		),
 	}
+	if cfg.CacheSize > 0 {
+		v.cache = make(map[string]cachedToken, min(cfg.CacheSize, 1024))
+	}
 	return v, nil
 }
 
@@ -132,9 +157,15 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if len(token) > MaxTokenBytes {
 		return Principal{}, fmt.Errorf("%w: longer than %d bytes", ErrInvalidToken, MaxTokenBytes)
 	}
-	var claims Claims
+	if p, ok := v.cached(token); ok {
+		return p, nil
+	}
+	var (
+		claims Claims
+		kid    string
+	)
 	_, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
+		kid, _ = t.Header["kid"].(string)
 		return v.key(ctx, kid)
 	})
 	if err != nil {
@@ -146,13 +177,68 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if claims.Subject == "" || claims.SessionID == "" {
 		return Principal{}, fmt.Errorf("%w: missing sub or sid", ErrInvalidToken)
 	}
-	return Principal{
+	p := Principal{
 		UserID:    claims.Subject,
 		SessionID: claims.SessionID,
 		// A user token never makes its bearer a service, whatever it says:
 		// only the service token does.
 		Roles: slices.DeleteFunc(claims.Roles, func(r string) bool { return r == RoleService }),
-	}, nil
+	}
+	v.remember(token, cachedToken{p: p, kid: kid, exp: claims.ExpiresAt.Time})
+	return p, nil
+}
+
+// cached returns the principal of a token that passed the full check
+// before, if it is still within its expiry (with the leeway the parser
+// allows) and its key is still in the key set.
+func (v *Verifier) cached(token string) (Principal, bool) {
+	if v.cache == nil {
+		return Principal{}, false
+	}
+	v.cacheMu.RLock()
+	c, ok := v.cache[token]
+	v.cacheMu.RUnlock()
+	if !ok {
+		return Principal{}, false
+	}
+	if !v.cfg.Clock().Before(c.exp.Add(v.cfg.Leeway)) {
+		v.cacheMu.Lock()
+		delete(v.cache, token)
+		v.cacheMu.Unlock()
+		return Principal{}, false
+	}
+	if set := v.set.Load(); set == nil || set.keys[c.kid] == nil {
+		return Principal{}, false
+	}
+	p := c.p
+	p.Roles = slices.Clone(p.Roles) // callers may not change the cached slice
+	return p, true
+}
+
+// remember caches a verified token; when the cache is full it first drops
+// the expired entries, then arbitrary ones (map order), a tenth at a time.
+func (v *Verifier) remember(token string, c cachedToken) {
+	if v.cache == nil {
+		return
+	}
+	c.p.Roles = slices.Clone(c.p.Roles)
+	v.cacheMu.Lock()
+	defer v.cacheMu.Unlock()
+	if len(v.cache) >= v.cfg.CacheSize {
+		now := v.cfg.Clock()
+		for k, e := range v.cache {
+			if !now.Before(e.exp.Add(v.cfg.Leeway)) {
+				delete(v.cache, k)
+			}
+		}
+		for k := range v.cache {
+			if len(v.cache) < v.cfg.CacheSize-v.cfg.CacheSize/10 {
+				break
+			}
+			delete(v.cache, k)
+		}
+	}
+	v.cache[token] = c
 }
 
 // key returns the public key named kid, fetching the key set when it is

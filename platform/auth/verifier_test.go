@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -377,11 +378,78 @@ func TestNewVerifierNeedsKeySource(t *testing.T) {
 	}
 }
 
-// BenchmarkVerify measures verifying one valid token (signature, claims,
-// cached key); run with -cpu 1 for the per-core figure.
+func TestVerifiedTokenCache(t *testing.T) {
+	priv, jwk := newKey(t)
+	_, otherJWK := newKey(t)
+	src := &countingSource{keys: []auth.JWK{jwk, otherJWK}}
+	clk := newClock(epoch)
+	v, err := auth.NewVerifier(auth.VerifierConfig{JWKS: src, Clock: clk.Now, Leeway: time.Second, MinRefetchInterval: time.Second, CacheSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tok := sign(t, priv, jwk.Kid, claimsAt(epoch))
+	p1, err := v.Verify(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1.Roles[0] = "mutated"
+	p2, err := v.Verify(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Roles[0] != "admin" || p2.UserID != "user-1" {
+		t.Fatalf("cached principal = %+v: a caller changed the cache", p2)
+	}
+
+	// The cache holds at most CacheSize tokens and keeps working when full.
+	for i := range 5 {
+		c := claimsAt(epoch)
+		c.ID = fmt.Sprint("jti-", i)
+		if _, err := v.Verify(ctx, sign(t, priv, jwk.Kid, c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+
+	// Expiry is checked on every hit.
+	clk.Advance(15*time.Minute + 2*time.Second)
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("cached token after expiry: err = %v", err)
+	}
+
+	// A key removed from the key set stops its cached tokens.
+	tok2 := sign(t, priv, jwk.Kid, claimsAt(clk.Now()))
+	if _, err := v.Verify(ctx, tok2); err != nil {
+		t.Fatal(err)
+	}
+	src.set([]auth.JWK{otherJWK}, nil)
+	clk.Advance(2 * time.Second)
+	garbage, _ := newKey(t)
+	_, _ = v.Verify(ctx, sign(t, garbage, "unknown", claimsAt(clk.Now()))) // triggers the refetch
+	if _, err := v.Verify(ctx, tok2); !errors.Is(err, auth.ErrUnknownKey) {
+		t.Fatalf("cached token of a removed key: err = %v, want ErrUnknownKey", err)
+	}
+}
+
+// BenchmarkVerify measures the full verification of a token (signature,
+// claims, cached key) with the verified-token cache off; run with -cpu 1
+// for the per-core figure.
 func BenchmarkVerify(b *testing.B) {
+	benchmarkVerify(b, -1)
+}
+
+// BenchmarkVerifyCached measures a token seen before (the usual case: a
+// client presents the same token on every request until it expires).
+func BenchmarkVerifyCached(b *testing.B) {
+	benchmarkVerify(b, 0)
+}
+
+func benchmarkVerify(b *testing.B, cacheSize int) {
 	priv, jwk := newKey(b)
-	v, err := auth.NewVerifier(auth.VerifierConfig{JWKS: auth.StaticKeys{jwk}})
+	v, err := auth.NewVerifier(auth.VerifierConfig{JWKS: auth.StaticKeys{jwk}, CacheSize: cacheSize})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -391,6 +459,7 @@ func BenchmarkVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -400,5 +469,9 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifies/s")
+	if cpu := cpuTime() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(b.N)/cpu.Seconds(), "verifies/cpu-s")
+	}
 }

@@ -91,3 +91,49 @@ func TestAllInOneRestartKeepsData(t *testing.T) {
 		t.Fatalf("restart on the same data dir not ready: %d %s", code, body)
 	}
 }
+
+// TestAccountSurvivesRestart registers over REST, restarts the all-in-one on
+// the same data dir, and checks that the account, the login and the access
+// token issued before the restart (the signing key is kept) still work.
+func TestAccountSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	var reg authResponse
+	code, body := call(t, "POST", s.URL+"/v1/auth/register", "", map[string]string{
+		"username": "alice", "email": "alice@example.com", "password": "correct horse battery", "display_name": "Alice",
+	}, &reg)
+	if code != http.StatusOK || reg.AccessToken == "" || reg.User.ID == "" {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	if code, body := call(t, "POST", s.URL+"/v1/auth/register", "", map[string]string{
+		"username": "ALICE", "email": "other@example.com", "password": "correct horse battery", "display_name": "Alice 2",
+	}, nil); code != http.StatusConflict {
+		t.Errorf("second registration of alice: %d %s, want 409", code, body)
+	}
+	if code, body := call(t, "GET", s.URL+"/v1/users/me", "", nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /v1/users/me without a token: %d %s, want 401", code, body)
+	}
+	s.stop(t)
+
+	s2 := startServer(t, dir)
+	var me struct {
+		User struct {
+			ID    string `json:"id"`
+			Email string `json:"email"`
+		} `json:"user"`
+	}
+	if code, body := call(t, "GET", s2.URL+"/v1/users/me", reg.AccessToken, nil, &me); code != http.StatusOK || me.User.ID != reg.User.ID {
+		t.Errorf("GET /v1/users/me with the pre-restart token: %d %s", code, body)
+	}
+	var login authResponse
+	if code, body := call(t, "POST", s2.URL+"/v1/auth/login", "", map[string]string{
+		"login": "alice@example.com", "password": "correct horse battery",
+	}, &login); code != http.StatusOK || login.User.ID != reg.User.ID {
+		t.Fatalf("login after restart: %d %s", code, body)
+	}
+	if code, body := call(t, "POST", s2.URL+"/v1/auth/login", "", map[string]string{
+		"login": "alice", "password": "wrong password!",
+	}, nil); code != http.StatusUnauthorized {
+		t.Errorf("login with a wrong password: %d %s, want 401", code, body)
+	}
+}

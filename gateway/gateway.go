@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 
+	"google.golang.org/grpc"
+
 	"github.com/parleyhq/parley/apis"
 	"github.com/parleyhq/parley/gateway/internal/apidocs"
 	"github.com/parleyhq/parley/gateway/internal/rest"
@@ -27,15 +29,24 @@ type Config struct {
 	// Listener, when set, is used instead of listening on HTTPAddr (the
 	// all-in-one and tests bind it themselves to learn the port).
 	Listener net.Listener
-	// Services are the gRPC connections the REST edge forwards to; a nil
-	// connection leaves that service's paths unrouted.
-	Services rest.Conns
+	// Services are the gRPC connections the REST edge forwards to.
+	Services Services
 	// Health provides /healthz and /readyz; the caller adds the checks of the
 	// backends it owns. Nil means a health set with no checks.
 	Health *health.Health
 	// MaxBodyBytes bounds REST request bodies (default 1 MiB).
 	MaxBodyBytes int64
 	Logger       *slog.Logger
+}
+
+// Services are the gRPC connections to the services; a nil connection leaves
+// that service's REST paths unrouted (404).
+type Services struct {
+	User         grpc.ClientConnInterface
+	Chat         grpc.ClientConnInterface
+	Presence     grpc.ClientConnInterface
+	Notification grpc.ClientConnInterface
+	EventBus     grpc.ClientConnInterface
 }
 
 // Gateway is the assembled edge server.
@@ -58,7 +69,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.Health == nil {
 		cfg.Health = health.New(cfg.Logger)
 	}
-	restMux, err := rest.NewMux(ctx, cfg.Services)
+	restMux, err := rest.NewMux(ctx, rest.Conns(cfg.Services))
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/parleyhq/parley/internal/allinone"
@@ -34,17 +35,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfg      allinone.Config
-		logLevel string
+		cfg        allinone.Config
+		logLevel   string
+		adminUsers string
 	)
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "localhost:8080", "address of the HTTP server (REST, WebSocket, web client)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "parley-data", "directory for the embedded backends' data (kept across restarts)")
 	fs.StringVar(&cfg.MongoURI, "mongodb-uri", "", "use this MongoDB (or FerretDB) instead of the embedded FerretDB")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server (JetStream enabled) instead of the embedded one")
 	fs.StringVar(&cfg.RedisURL, "redis-url", "", "use this Redis instead of the embedded miniredis")
+	fs.StringVar(&adminUsers, "admin-users", "", "comma-separated usernames that get the admin role")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := config.Parse(fs, args); err != nil {
 		return err
+	}
+	for _, u := range strings.Split(adminUsers, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.AdminUsers = append(cfg.AdminUsers, strings.ToLower(u))
+		}
 	}
 	log, err := logging.New(stderr, logLevel)
 	if err != nil {

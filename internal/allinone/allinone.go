@@ -3,11 +3,13 @@
 // real servers when their URLs are given, every service on its own loopback
 // gRPC port, and the gateway's HTTP server. It is what `go run ./cmd/parley`
 // runs; the services talk to each other over real gRPC, exactly as when they
-// are deployed separately.
+// are deployed separately (docs/decisions/0005).
 package allinone
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,15 +17,20 @@ import (
 	"path/filepath"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
+	userv1 "github.com/parleyhq/parley/apis/gen/go/parley/user/v1"
 	"github.com/parleyhq/parley/gateway"
+	"github.com/parleyhq/parley/platform/auth"
 	"github.com/parleyhq/parley/platform/embedded"
 	"github.com/parleyhq/parley/platform/health"
+	"github.com/parleyhq/parley/platform/rpc"
+	"github.com/parleyhq/parley/userservice"
 )
 
 // Config is the all-in-one's configuration (flags and PARLEY_* env vars).
@@ -32,19 +39,27 @@ type Config struct {
 	HTTPAddr string
 	// HTTPListener, when set, replaces HTTPAddr (tests bind port 0 themselves).
 	HTTPListener net.Listener
-	// DataDir keeps the embedded backends' data across restarts.
+	// DataDir keeps the embedded backends' data and the token signing key
+	// across restarts.
 	DataDir string
 	// MongoURI, NATSURL and RedisURL replace the embedded backend with a real
 	// server when set.
 	MongoURI, NATSURL, RedisURL string
-	Logger                      *slog.Logger
+	// AdminUsers are the usernames granted the admin role.
+	AdminUsers []string
+	Logger     *slog.Logger
 	// Ready, when set, is called with the gateway's URL once it is serving.
 	Ready func(url string)
 }
 
-// shutdownGrace bounds how long stopping may take; Ctrl-C must end the process
-// within 10 s even when a backend hangs.
-const shutdownGrace = 8 * time.Second
+// shutdownGrace bounds how long stopping the backends may take; Ctrl-C must
+// end the process within 10 s even when a backend hangs.
+const shutdownGrace = 5 * time.Second
+
+// service is what every assembled service offers the all-in-one.
+type service interface {
+	Run(ctx context.Context) error
+}
 
 // Run starts everything and blocks until ctx is cancelled, then stops it all.
 func Run(ctx context.Context, cfg Config) (err error) {
@@ -82,6 +97,67 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer clients.close(context.WithoutCancel(ctx))
 
+	// Services authenticate calls between them with a shared secret; in one
+	// process a fresh random one per start is enough.
+	serviceToken, err := randomToken()
+	if err != nil {
+		return err
+	}
+	var (
+		services []service
+		conns    []*grpc.ClientConn
+	)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	// listen binds a loopback gRPC listener and dials it.
+	listen := func(name string) (net.Listener, *grpc.ClientConn, error) {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: listen: %w", name, err)
+		}
+		conn, err := rpc.Dial(lis.Addr().String(), rpc.ClientConfig{Logger: log})
+		if err != nil {
+			_ = lis.Close()
+			return nil, nil, fmt.Errorf("%s: dial: %w", name, err)
+		}
+		conns = append(conns, conn)
+		return lis, conn, nil
+	}
+
+	userLis, userConn, err := listen("userservice")
+	if err != nil {
+		return err
+	}
+	users, err := userservice.New(ctx, userservice.Config{
+		GRPCListener: userLis,
+		MongoURI:     backends.MongoURI,
+		NATSURL:      backends.NATSURL,
+		RedisURL:     backends.RedisURL,
+		ServiceToken: serviceToken,
+		KeyDir:       filepath.Join(dataDir, "keys"),
+		AdminUsers:   cfg.AdminUsers,
+		Logger:       log.With("service", "user"),
+	})
+	if err != nil {
+		_ = userLis.Close()
+		return err
+	}
+	services = append(services, users)
+
+	// Every other service and the gateway verify access tokens against the
+	// user service's key set, fetched over gRPC.
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{
+		JWKS:   &auth.GRPCKeySource{Client: userv1.NewUserServiceClient(userConn)},
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	_ = verifier // the services added by later issues take it
+
 	checks := health.New(log)
 	checks.Add("mongodb", health.MongoCheck(clients.mongo))
 	checks.Add("nats", health.NATSCheck(clients.nats))
@@ -98,18 +174,35 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return fmt.Errorf("listen on %s: %w", addr, err)
 		}
 	}
-	gw, err := gateway.New(ctx, gateway.Config{Listener: lis, Health: checks, Logger: log})
+	gw, err := gateway.New(ctx, gateway.Config{
+		Listener: lis,
+		Health:   checks,
+		Logger:   log,
+		Services: gateway.Services{User: userConn},
+	})
 	if err != nil {
+		_ = lis.Close()
 		return fmt.Errorf("gateway: %w", err)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range services {
+		g.Go(func() error { return s.Run(gctx) })
+	}
 	g.Go(func() error { checks.Run(gctx); return nil })
 	g.Go(func() error { return gw.Run(gctx) })
 	if cfg.Ready != nil {
 		cfg.Ready("http://" + lis.Addr().String())
 	}
 	return g.Wait()
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("service token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 type clients struct {

@@ -126,6 +126,16 @@ func TestAccountLifecycle(t *testing.T) {
 			}
 		}
 	}
+	// A service (the notification service's email digest) reads anyone's
+	// address; a user reading another user's profile does not.
+	sp, err := h.client.GetProfile(auth.OutgoingAsService(ctx, "notificationservice", h.cfg.ServiceToken), &userv1.GetProfileRequest{UserId: bob.GetUser().GetId()})
+	if err != nil || sp.GetUser().GetEmail() == "" {
+		t.Fatalf("GetProfile as a service = %v, %v; want bob with his email", sp.GetUser(), err)
+	}
+	op, err := h.client.GetProfile(bearer(ctx, reg.GetAccessToken()), &userv1.GetProfileRequest{UserId: bob.GetUser().GetId()})
+	if err != nil || op.GetUser().GetEmail() != "" {
+		t.Fatalf("GetProfile of another user = %v, %v; want no email", op.GetUser(), err)
+	}
 	if _, err := h.client.BatchGetUsers(ctx, &userv1.BatchGetUsersRequest{UserIds: []string{u.GetId()}}); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("anonymous BatchGetUsers: %v, want Unauthenticated", err)
 	}

@@ -118,7 +118,8 @@ func (s *Server) Logout(ctx context.Context, req *userv1.LogoutRequest) (*userv1
 }
 
 // GetProfile returns the caller's own profile (user_id "", "me" or the
-// caller's id) with its private fields, or another user's public profile.
+// caller's id) with its private fields, or another user's public profile;
+// a service caller gets the private fields of anyone.
 func (s *Server) GetProfile(ctx context.Context, req *userv1.GetProfileRequest) (*userv1.GetProfileResponse, error) {
 	caller, err := auth.Require(ctx)
 	if err != nil {
@@ -135,6 +136,11 @@ func (s *Server) GetProfile(ctx context.Context, req *userv1.GetProfileRequest) 
 	u, err := s.svc.User(ctx, id)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
+	}
+	if caller.IsService() {
+		// Other services need the address to reach the user (the
+		// notification service's email digest); users never see it.
+		return &userv1.GetProfileResponse{User: toProtoPrivateUser(u)}, nil
 	}
 	return &userv1.GetProfileResponse{User: toProtoPublicUser(u)}, nil
 }

@@ -58,7 +58,7 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v0.1.9 // indirect
 	github.com/parleyhq/parley/apis v0.0.0-00010101000000-000000000000
-	github.com/parleyhq/parley/eventbus v0.0.0-00010101000000-000000000000 // indirect
+	github.com/parleyhq/parley/eventbus v0.0.0-00010101000000-000000000000
 	github.com/parleyhq/parley/userservice v0.0.0-00010101000000-000000000000
 	github.com/pmezard/go-difflib v1.0.0 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect

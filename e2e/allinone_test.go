@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/parleyhq/parley/platform/testenv"
 )
 
 // restContract is DESIGN section 3's REST table: every path with its method.
@@ -136,4 +140,49 @@ func TestAccountSurvivesRestart(t *testing.T) {
 	}, nil); code != http.StatusUnauthorized {
 		t.Errorf("login with a wrong password: %d %s, want 401", code, body)
 	}
+}
+
+// TestAuditLogIsAdminOnly checks the event bus wiring: registrations land in
+// the audit log, which only an admin can read over REST.
+func TestAuditLogIsAdminOnly(t *testing.T) {
+	s := startServer(t, t.TempDir(), "--admin-users", "root")
+	register := func(name string) authResponse {
+		var r authResponse
+		code, body := call(t, "POST", s.URL+"/v1/auth/register", "", map[string]string{
+			"username": name, "email": name + "@example.com", "password": "correct horse battery", "display_name": name,
+		}, &r)
+		if code != http.StatusOK {
+			t.Fatalf("register %s: %d %s", name, code, body)
+		}
+		return r
+	}
+	root, alice := register("root"), register("alice")
+
+	if code, body := call(t, "GET", s.URL+"/v1/admin/events", alice.AccessToken, nil, nil); code != http.StatusForbidden {
+		t.Errorf("alice lists the audit log: %d %s, want 403", code, body)
+	}
+	if code, body := call(t, "GET", s.URL+"/v1/admin/events", "", nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("anonymous audit log: %d %s, want 401", code, body)
+	}
+	// The audit consumer records events asynchronously: wait for both.
+	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var page struct {
+			Events []struct {
+				Type      string `json:"type"`
+				SubjectID string `json:"subject_id"`
+			} `json:"events"`
+		}
+		code, body := call(t, "GET", s.URL+"/v1/admin/events?type=user.registered", root.AccessToken, nil, &page)
+		if code != http.StatusOK {
+			return fmt.Errorf("root lists the audit log: %d %s", code, body)
+		}
+		seen := map[string]bool{}
+		for _, e := range page.Events {
+			seen[e.SubjectID] = e.Type == "user.registered"
+		}
+		if !seen[root.User.ID] || !seen[alice.User.ID] {
+			return fmt.Errorf("audit log lacks the registrations of root and alice: %s", body)
+		}
+		return nil
+	})
 }

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 
 	userv1 "github.com/parleyhq/parley/apis/gen/go/parley/user/v1"
+	"github.com/parleyhq/parley/eventbus/auditservice"
 	"github.com/parleyhq/parley/gateway"
 	"github.com/parleyhq/parley/platform/auth"
 	"github.com/parleyhq/parley/platform/embedded"
@@ -156,7 +157,28 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	_ = verifier // the services added by later issues take it
+	hook := auth.Hook(auth.HookConfig{Verifier: verifier, ServiceToken: serviceToken})
+
+	auditLis, auditConn, err := listen("eventbus")
+	if err != nil {
+		return err
+	}
+	audit, err := auditservice.New(ctx, auditservice.Config{
+		GRPCListener: auditLis,
+		MongoURI:     backends.MongoURI,
+		NATSURL:      backends.NATSURL,
+		Auth:         hook,
+		RequireAdmin: func(ctx context.Context) error {
+			_, err := auth.RequireRole(ctx, auth.RoleAdmin)
+			return err
+		},
+		Logger: log.With("service", "eventbus"),
+	})
+	if err != nil {
+		_ = auditLis.Close()
+		return err
+	}
+	services = append(services, audit)
 
 	checks := health.New(log)
 	checks.Add("mongodb", health.MongoCheck(clients.mongo))
@@ -178,7 +200,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Listener: lis,
 		Health:   checks,
 		Logger:   log,
-		Services: gateway.Services{User: userConn},
+		Services: gateway.Services{User: userConn, EventBus: auditConn},
 	})
 	if err != nil {
 		_ = lis.Close()

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 
 	"google.golang.org/grpc"
 
@@ -34,6 +36,10 @@ type Config struct {
 	// Health provides /healthz and /readyz; the caller adds the checks of the
 	// backends it owns. Nil means a health set with no checks.
 	Health *health.Health
+	// UnsubscribeBackend, when set, is the notification service's HTTP
+	// base URL: the gateway proxies the one-click email unsubscribe
+	// endpoint (a plain HTTP form, not a gRPC method) to it.
+	UnsubscribeBackend *url.URL
 	// MaxBodyBytes bounds REST request bodies (default 1 MiB).
 	MaxBodyBytes int64
 	Logger       *slog.Logger
@@ -48,6 +54,10 @@ type Services struct {
 	Notification grpc.ClientConnInterface
 	EventBus     grpc.ClientConnInterface
 }
+
+// UnsubscribePath is the one-click unsubscribe endpoint of notification
+// emails (RFC 8058), served by the notification service.
+const UnsubscribePath = "/v1/notifications:unsubscribe"
 
 // Gateway is the assembled edge server.
 type Gateway struct {
@@ -81,6 +91,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	mux.Handle("/openapi/", docs)
 	mux.Handle("/v1/", rest.Handler(restMux, cfg.MaxBodyBytes))
 	mux.Handle("/.well-known/", rest.Handler(restMux, cfg.MaxBodyBytes))
+	if cfg.UnsubscribeBackend != nil {
+		proxy := httputil.NewSingleHostReverseProxy(cfg.UnsubscribeBackend)
+		mux.Handle(UnsubscribePath, http.MaxBytesHandler(proxy, 64<<10))
+	}
 	return &Gateway{cfg: cfg, handler: withRequestID(mux)}, nil
 }
 

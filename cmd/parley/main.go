@@ -45,6 +45,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server (JetStream enabled) instead of the embedded one")
 	fs.StringVar(&cfg.RedisURL, "redis-url", "", "use this Redis instead of the embedded miniredis")
 	fs.StringVar(&adminUsers, "admin-users", "", "comma-separated usernames that get the admin role")
+	n := &cfg.Notifications
+	fs.StringVar(&n.SMTPHost, "smtp-host", "", "SMTP server for email notifications (empty: emails are recorded as dry runs)")
+	fs.IntVar(&n.SMTPPort, "smtp-port", 587, "SMTP port")
+	fs.StringVar(&n.SMTPUsername, "smtp-username", "", "SMTP user (AUTH PLAIN)")
+	fs.StringVar(&n.SMTPPassword, "smtp-password", "", "SMTP password")
+	fs.StringVar(&n.SMTPFrom, "smtp-from", "Parley <no-reply@localhost>", "sender of notification emails")
+	fs.StringVar(&n.SMTPTLS, "smtp-tls", "starttls", "SMTP TLS mode: starttls, tls or none (loopback only)")
+	fs.StringVar(&n.FCMProjectID, "fcm-project-id", "", "Firebase project for FCM push (empty: push is recorded as dry runs)")
+	fs.StringVar(&n.FCMCredentialsFile, "fcm-credentials-file", "", "FCM service-account key file")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := config.Parse(fs, args); err != nil {
 		return err

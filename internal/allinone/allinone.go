@@ -12,8 +12,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -25,12 +28,15 @@ import (
 	"google.golang.org/grpc"
 
 	userv1 "github.com/parleyhq/parley/apis/gen/go/parley/user/v1"
+	"github.com/parleyhq/parley/chatservice"
 	"github.com/parleyhq/parley/eventbus/auditservice"
 	"github.com/parleyhq/parley/gateway"
+	"github.com/parleyhq/parley/notificationservice"
 	"github.com/parleyhq/parley/platform/auth"
 	"github.com/parleyhq/parley/platform/embedded"
 	"github.com/parleyhq/parley/platform/health"
 	"github.com/parleyhq/parley/platform/rpc"
+	"github.com/parleyhq/parley/presenceservice"
 	"github.com/parleyhq/parley/userservice"
 )
 
@@ -48,9 +54,20 @@ type Config struct {
 	MongoURI, NATSURL, RedisURL string
 	// AdminUsers are the usernames granted the admin role.
 	AdminUsers []string
-	Logger     *slog.Logger
+	// Notifications configures the push and email providers; with none
+	// configured, notifications are recorded as dry runs.
+	Notifications Notifications
+	Logger        *slog.Logger
 	// Ready, when set, is called with the gateway's URL once it is serving.
 	Ready func(url string)
+}
+
+// Notifications are the notification providers' settings.
+type Notifications struct {
+	FCMProjectID, FCMCredentialsFile              string
+	SMTPHost                                      string
+	SMTPPort                                      int
+	SMTPUsername, SMTPPassword, SMTPFrom, SMTPTLS string
 }
 
 // shutdownGrace bounds how long stopping the backends may take; Ctrl-C must
@@ -180,10 +197,51 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	services = append(services, audit)
 
-	checks := health.New(log)
-	checks.Add("mongodb", health.MongoCheck(clients.mongo))
-	checks.Add("nats", health.NATSCheck(clients.nats))
-	checks.Add("redis", health.RedisCheck(clients.redis))
+	chatLis, chatConn, err := listen("chatservice")
+	if err != nil {
+		return err
+	}
+	presenceLis, presenceConn, err := listen("presenceservice")
+	if err != nil {
+		return err
+	}
+	notifyLis, notifyConn, err := listen("notificationservice")
+	if err != nil {
+		return err
+	}
+
+	chat, err := chatservice.New(ctx, chatservice.Config{
+		GRPCListener: chatLis,
+		MongoURI:     backends.MongoURI,
+		NATSURL:      backends.NATSURL,
+		RedisURL:     backends.RedisURL,
+		ServiceToken: serviceToken,
+		Verifier:     verifier,
+		UserService:  userConn,
+		Logger:       log.With("service", "chat"),
+	})
+	if err != nil {
+		_ = chatLis.Close()
+		return err
+	}
+	services = append(services, chat)
+
+	presence, err := presenceservice.New(ctx, presenceservice.Config{
+		GRPCListener: presenceLis,
+		MongoURI:     backends.MongoURI,
+		NATSURL:      backends.NATSURL,
+		RedisURL:     backends.RedisURL,
+		ServiceToken: serviceToken,
+		Verifier:     verifier,
+		UserService:  userConn,
+		ChatService:  chatConn,
+		Logger:       log.With("service", "presence"),
+	})
+	if err != nil {
+		_ = presenceLis.Close()
+		return err
+	}
+	services = append(services, presence)
 
 	lis := cfg.HTTPListener
 	if lis == nil {
@@ -196,11 +254,63 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return fmt.Errorf("listen on %s: %w", addr, err)
 		}
 	}
+	baseURL := "http://" + lis.Addr().String()
+
+	unsubscribeSecret, err := persistentSecret(filepath.Join(dataDir, "keys", "unsubscribe.secret"))
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
+	notifyHTTP, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = lis.Close()
+		return fmt.Errorf("notificationservice: listen: %w", err)
+	}
+	n := cfg.Notifications
+	notify, err := notificationservice.New(ctx, notificationservice.Config{
+		GRPCListener:       notifyLis,
+		HTTPListener:       notifyHTTP,
+		MongoURI:           backends.MongoURI,
+		NATSURL:            backends.NATSURL,
+		ChatService:        chatConn,
+		PresenceService:    presenceConn,
+		UserService:        userConn,
+		ServiceToken:       serviceToken,
+		Verifier:           verifier,
+		KeyDir:             filepath.Join(dataDir, "keys"),
+		BaseURL:            baseURL,
+		UnsubscribeSecret:  unsubscribeSecret,
+		FCMProjectID:       n.FCMProjectID,
+		FCMCredentialsFile: n.FCMCredentialsFile,
+		SMTPHost:           n.SMTPHost,
+		SMTPPort:           n.SMTPPort,
+		SMTPUsername:       n.SMTPUsername,
+		SMTPPassword:       n.SMTPPassword,
+		SMTPFrom:           n.SMTPFrom,
+		SMTPTLS:            n.SMTPTLS,
+		Logger:             log.With("service", "notification"),
+	})
+	if err != nil {
+		_ = lis.Close()
+		_ = notifyHTTP.Close()
+		return err
+	}
+	services = append(services, notify)
+
+	checks := health.New(log)
+	checks.Add("mongodb", health.MongoCheck(clients.mongo))
+	checks.Add("nats", health.NATSCheck(clients.nats))
+	checks.Add("redis", health.RedisCheck(clients.redis))
+
 	gw, err := gateway.New(ctx, gateway.Config{
 		Listener: lis,
 		Health:   checks,
 		Logger:   log,
-		Services: gateway.Services{User: userConn, EventBus: auditConn},
+		Services: gateway.Services{
+			User: userConn, Chat: chatConn, Presence: presenceConn,
+			Notification: notifyConn, EventBus: auditConn,
+		},
+		UnsubscribeBackend: &url.URL{Scheme: "http", Host: notifyHTTP.Addr().String()},
 	})
 	if err != nil {
 		_ = lis.Close()
@@ -214,9 +324,30 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	g.Go(func() error { checks.Run(gctx); return nil })
 	g.Go(func() error { return gw.Run(gctx) })
 	if cfg.Ready != nil {
-		cfg.Ready("http://" + lis.Addr().String())
+		cfg.Ready(baseURL)
 	}
 	return g.Wait()
+}
+
+// persistentSecret returns the secret stored at path, creating it on first
+// use, so links signed with it (email unsubscribe) survive restarts.
+func persistentSecret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+		return string(b), nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	secret, err := randomToken()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+	}
+	if err := os.WriteFile(path, []byte(secret), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return secret, nil
 }
 
 func randomToken() (string, error) {

@@ -1,0 +1,273 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/parleyhq/parley/chatservice/internal/chat"
+)
+
+// InsertChannel stores a new channel.
+func (s *Store) InsertChannel(ctx context.Context, ch chat.Channel) error {
+	if _, err := s.channels.InsertOne(ctx, toDocChannel(ch)); err != nil {
+		if isDuplicateKey(err) {
+			return fmt.Errorf("channel %s: %w", ch.ID, chat.ErrDuplicate)
+		}
+		return fmt.Errorf("insert channel %s: %w", ch.ID, err)
+	}
+	return nil
+}
+
+// GetChannel returns a channel or chat.ErrNotFound.
+func (s *Store) GetChannel(ctx context.Context, id string) (chat.Channel, error) {
+	var d channelDoc
+	if err := s.channels.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d); err != nil {
+		return chat.Channel{}, fmt.Errorf("find channel %s: %w", id, notFound(err))
+	}
+	return fromDocChannel(d), nil
+}
+
+// GetChannels returns the channels among ids.
+func (s *Store) GetChannels(ctx context.Context, ids []string) ([]chat.Channel, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cur, err := s.channels.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	if err != nil {
+		return nil, fmt.Errorf("find channels: %w", err)
+	}
+	var docs []channelDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read channels: %w", err)
+	}
+	out := make([]chat.Channel, len(docs))
+	for i, d := range docs {
+		out[i] = fromDocChannel(d)
+	}
+	return out, nil
+}
+
+// BrowseChannels lists public channels by (name_lc, _id).
+func (s *Store) BrowseChannels(ctx context.Context, q chat.BrowseQuery) ([]chat.Channel, error) {
+	filter := bson.D{{Key: "type", Value: chat.ChannelPublic}}
+	if q.NameContains != "" {
+		filter = append(filter, bson.E{Key: "name_lc", Value: bson.D{{Key: "$regex", Value: regexp.QuoteMeta(q.NameContains)}}})
+	}
+	if q.AfterName != "" || q.AfterID != "" {
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "name_lc", Value: bson.D{{Key: "$gt", Value: q.AfterName}}}},
+			bson.D{{Key: "name_lc", Value: q.AfterName}, {Key: "_id", Value: bson.D{{Key: "$gt", Value: q.AfterID}}}},
+		}})
+	}
+	opts := options.Find().
+		SetSort(bson.D{{Key: "name_lc", Value: 1}, {Key: "_id", Value: 1}}).
+		SetLimit(int64(q.Limit))
+	cur, err := s.channels.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, fmt.Errorf("browse channels: %w", err)
+	}
+	var docs []channelDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read channels: %w", err)
+	}
+	out := make([]chat.Channel, len(docs))
+	for i, d := range docs {
+		out[i] = fromDocChannel(d)
+	}
+	return out, nil
+}
+
+// SetLastMessage records m as the channel's newest message unless a newer
+// one is recorded. The seq guard keeps a slow update from regressing the
+// preview on MongoDB; on FerretDB v1 the guard and the write are not one
+// atomic step, so racing sends may briefly leave an older preview.
+func (s *Store) SetLastMessage(ctx context.Context, m chat.Message) error {
+	_, err := s.channels.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: bson.D{{Key: "$lt", Value: m.Seq}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "last_seq", Value: m.Seq}, {Key: "last_message", Value: toDocPreview(m)}}}})
+	if err != nil {
+		return fmt.Errorf("set last message of %s: %w", m.ChannelID, err)
+	}
+	return nil
+}
+
+// ReplaceLastMessage refreshes the preview if it shows m.
+func (s *Store) ReplaceLastMessage(ctx context.Context, m chat.Message) error {
+	_, err := s.channels.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: m.Seq}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "last_message", Value: toDocPreview(m)}}}})
+	if err != nil {
+		return fmt.Errorf("replace last message of %s: %w", m.ChannelID, err)
+	}
+	return nil
+}
+
+// AddMember stores a membership; an existing one is returned with false.
+func (s *Store) AddMember(ctx context.Context, m chat.Member) (chat.Member, bool, error) {
+	d := toDocMember(m)
+	_, err := s.members.InsertOne(ctx, d)
+	if err == nil {
+		return m, true, nil
+	}
+	if !isDuplicateKey(err) {
+		return chat.Member{}, false, fmt.Errorf("insert member %s: %w", d.ID, err)
+	}
+	existing, err := s.GetMember(ctx, m.ChannelID, m.UserID)
+	if err != nil {
+		return chat.Member{}, false, err
+	}
+	return existing, false, nil
+}
+
+// GetMember returns a membership or chat.ErrNotFound.
+func (s *Store) GetMember(ctx context.Context, channelID, userID string) (chat.Member, error) {
+	var d memberDoc
+	if err := s.members.FindOne(ctx, bson.D{{Key: "_id", Value: memberID(channelID, userID)}}).Decode(&d); err != nil {
+		return chat.Member{}, fmt.Errorf("find member %s of %s: %w", userID, channelID, notFound(err))
+	}
+	return fromDocMember(d), nil
+}
+
+// DeleteMember removes a membership and reports whether it existed.
+func (s *Store) DeleteMember(ctx context.Context, channelID, userID string) (bool, error) {
+	res, err := s.members.DeleteOne(ctx, bson.D{{Key: "_id", Value: memberID(channelID, userID)}})
+	if err != nil {
+		return false, fmt.Errorf("delete member %s of %s: %w", userID, channelID, err)
+	}
+	return res.DeletedCount > 0, nil
+}
+
+// SetMemberRole changes a member's role.
+func (s *Store) SetMemberRole(ctx context.Context, channelID, userID, role string) (chat.Member, error) {
+	var d memberDoc
+	err := s.members.FindOneAndUpdate(ctx,
+		bson.D{{Key: "_id", Value: memberID(channelID, userID)}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "role", Value: role}}}},
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+	if err != nil {
+		return chat.Member{}, fmt.Errorf("set role of %s in %s: %w", userID, channelID, notFound(err))
+	}
+	return fromDocMember(d), nil
+}
+
+// ListMembers lists a channel's members by user id.
+func (s *Store) ListMembers(ctx context.Context, channelID, afterUserID string, limit int) ([]chat.Member, error) {
+	filter := bson.D{{Key: "channel_id", Value: channelID}}
+	if afterUserID != "" {
+		filter = append(filter, bson.E{Key: "user_id", Value: bson.D{{Key: "$gt", Value: afterUserID}}})
+	}
+	return s.findMembers(ctx, filter, bson.D{{Key: "user_id", Value: 1}}, limit)
+}
+
+// FirstMemberWithRole returns the earliest-joined member with role.
+func (s *Store) FirstMemberWithRole(ctx context.Context, channelID, role, exceptUserID string) (chat.Member, error) {
+	filter := bson.D{
+		{Key: "channel_id", Value: channelID},
+		{Key: "role", Value: role},
+		{Key: "user_id", Value: bson.D{{Key: "$ne", Value: exceptUserID}}},
+	}
+	ms, err := s.findMembers(ctx, filter, bson.D{{Key: "joined_at", Value: 1}, {Key: "user_id", Value: 1}}, 1)
+	if err != nil {
+		return chat.Member{}, err
+	}
+	if len(ms) == 0 {
+		return chat.Member{}, fmt.Errorf("no %s in %s: %w", role, channelID, chat.ErrNotFound)
+	}
+	return ms[0], nil
+}
+
+// Memberships lists a user's memberships by channel id.
+func (s *Store) Memberships(ctx context.Context, userID, afterChannelID string, limit int) ([]chat.Member, error) {
+	filter := bson.D{{Key: "user_id", Value: userID}}
+	if afterChannelID != "" {
+		filter = append(filter, bson.E{Key: "channel_id", Value: bson.D{{Key: "$gt", Value: afterChannelID}}})
+	}
+	return s.findMembers(ctx, filter, bson.D{{Key: "channel_id", Value: 1}}, limit)
+}
+
+// MemberChannelIDs returns every channel id the user belongs to.
+func (s *Store) MemberChannelIDs(ctx context.Context, userID string) ([]string, error) {
+	opts := options.Find().SetProjection(bson.D{{Key: "channel_id", Value: 1}})
+	cur, err := s.members.Find(ctx, bson.D{{Key: "user_id", Value: userID}}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("find channels of %s: %w", userID, err)
+	}
+	var docs []memberDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read channels of %s: %w", userID, err)
+	}
+	ids := make([]string, len(docs))
+	for i, d := range docs {
+		ids[i] = d.ChannelID
+	}
+	return ids, nil
+}
+
+func (s *Store) findMembers(ctx context.Context, filter, sort bson.D, limit int) ([]chat.Member, error) {
+	opts := options.Find().SetSort(sort)
+	if limit > 0 {
+		opts.SetLimit(int64(limit))
+	}
+	cur, err := s.members.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, fmt.Errorf("find members: %w", err)
+	}
+	var docs []memberDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read members: %w", err)
+	}
+	out := make([]chat.Member, len(docs))
+	for i, d := range docs {
+		out[i] = fromDocMember(d)
+	}
+	return out, nil
+}
+
+// CountMembers counts members per channel with one $group/$sum.
+func (s *Store) CountMembers(ctx context.Context, channelIDs []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(channelIDs))
+	if len(channelIDs) == 0 {
+		return out, nil
+	}
+	pipeline := mongo.Pipeline{
+		{{Key: "$match", Value: bson.D{{Key: "channel_id", Value: bson.D{{Key: "$in", Value: channelIDs}}}}}},
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$channel_id"}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
+	}
+	cur, err := s.members.Aggregate(ctx, pipeline)
+	if err != nil {
+		return nil, fmt.Errorf("count members: %w", err)
+	}
+	var rows []struct {
+		ID string `bson:"_id"`
+		N  int64  `bson:"n"`
+	}
+	if err := cur.All(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("read member counts: %w", err)
+	}
+	for _, r := range rows {
+		out[r.ID] = r.N
+	}
+	return out, nil
+}
+
+// MarkRead raises last_read_seq with $max and returns the stored value.
+func (s *Store) MarkRead(ctx context.Context, channelID, userID string, seq int64) (int64, error) {
+	var d memberDoc
+	err := s.members.FindOneAndUpdate(ctx,
+		bson.D{{Key: "_id", Value: memberID(channelID, userID)}},
+		bson.D{{Key: "$max", Value: bson.D{{Key: "last_read_seq", Value: seq}}}},
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+	if err != nil {
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return 0, fmt.Errorf("member %s of %s: %w", userID, channelID, chat.ErrNotFound)
+		}
+		return 0, fmt.Errorf("mark read: %w", err)
+	}
+	return d.LastReadSeq, nil
+}

@@ -1,0 +1,209 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/parleyhq/parley/chatservice/internal/chat"
+)
+
+// upsertAttempts bounds retries of a counter upsert that lost the race to
+// create the document (two first messages of a channel at once).
+const upsertAttempts = 3
+
+// NextSeq increments the channel's counter: FindOneAndUpdate with $inc,
+// upsert, returning the new value.
+func (s *Store) NextSeq(ctx context.Context, channelID string) (int64, error) {
+	opts := options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)
+	var err error
+	for range upsertAttempts {
+		var d counterDoc
+		err = s.counters.FindOneAndUpdate(ctx,
+			bson.D{{Key: "_id", Value: channelID}},
+			bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(1)}}}},
+			opts).Decode(&d)
+		if err == nil {
+			return d.Seq, nil
+		}
+		if !isDuplicateKey(err) {
+			break
+		}
+		// A concurrent upsert created the counter first: the document
+		// exists now, so the next attempt increments it.
+	}
+	return 0, fmt.Errorf("increment seq of %s: %w", channelID, err)
+}
+
+// RaiseSeq moves the counter up to at least seq.
+func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error {
+	_, err := s.counters.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: channelID}},
+		bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: seq}}}},
+		options.UpdateOne().SetUpsert(true))
+	if err != nil && !isDuplicateKey(err) {
+		return fmt.Errorf("raise seq of %s: %w", channelID, err)
+	}
+	return nil
+}
+
+// InsertMessage stores a message. A duplicate key is either the id (a
+// retried send: chat.ErrMessageExists) or the seq (chat.ErrSeqTaken); which
+// one is told by looking the id up, since the error text differs between
+// MongoDB and FerretDB's backends.
+func (s *Store) InsertMessage(ctx context.Context, m chat.Message) error {
+	_, err := s.messages.InsertOne(ctx, toDocMessage(m))
+	if err == nil {
+		return nil
+	}
+	if !isDuplicateKey(err) {
+		return fmt.Errorf("insert message %s: %w", m.ID, err)
+	}
+	n, cerr := s.messages.CountDocuments(ctx, bson.D{{Key: "_id", Value: m.ID}})
+	switch {
+	case cerr != nil:
+		return fmt.Errorf("insert message %s: duplicate, then: %w", m.ID, cerr)
+	case n > 0:
+		return fmt.Errorf("message %s: %w", m.ID, chat.ErrMessageExists)
+	}
+	return fmt.Errorf("message %s seq %d in %s: %w", m.ID, m.Seq, m.ChannelID, chat.ErrSeqTaken)
+}
+
+// GetMessage returns a message or chat.ErrNotFound.
+func (s *Store) GetMessage(ctx context.Context, id string) (chat.Message, error) {
+	var d messageDoc
+	if err := s.messages.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d); err != nil {
+		return chat.Message{}, fmt.Errorf("find message %s: %w", id, notFound(err))
+	}
+	return fromDocMessage(d), nil
+}
+
+// UpdateMessage stores the mutable fields of m.
+func (s *Store) UpdateMessage(ctx context.Context, m chat.Message) error {
+	d := toDocMessage(m)
+	set := bson.D{
+		{Key: "content", Value: d.Content},
+		{Key: "type", Value: d.Type},
+		{Key: "terms", Value: d.Terms},
+		{Key: "deleted", Value: d.Deleted},
+	}
+	var unset bson.D
+	optional := []struct {
+		key   string
+		value any
+		set   bool
+	}{
+		{"metadata", d.Metadata, d.Metadata != nil},
+		{"attachment", d.Attachment, d.Attachment != nil},
+		{"edited_at", d.EditedAt, d.EditedAt != nil},
+	}
+	for _, f := range optional {
+		if f.set {
+			set = append(set, bson.E{Key: f.key, Value: f.value})
+		} else {
+			unset = append(unset, bson.E{Key: f.key, Value: ""})
+		}
+	}
+	update := bson.D{{Key: "$set", Value: set}}
+	if len(unset) > 0 {
+		update = append(update, bson.E{Key: "$unset", Value: unset})
+	}
+	res, err := s.messages.UpdateOne(ctx, bson.D{{Key: "_id", Value: m.ID}}, update)
+	if err != nil {
+		return fmt.Errorf("update message %s: %w", m.ID, err)
+	}
+	if res.MatchedCount == 0 {
+		return fmt.Errorf("update message %s: %w", m.ID, chat.ErrNotFound)
+	}
+	return nil
+}
+
+// ListMessages answers a history query with the unique (channel_id, seq)
+// index on MongoDB.
+func (s *Store) ListMessages(ctx context.Context, q chat.HistoryQuery) ([]chat.Message, error) {
+	filter := bson.D{{Key: "channel_id", Value: q.ChannelID}}
+	var bounds bson.D
+	if q.AfterSeq > 0 {
+		bounds = append(bounds, bson.E{Key: "$gt", Value: q.AfterSeq})
+	}
+	if q.BeforeSeq > 0 {
+		bounds = append(bounds, bson.E{Key: "$lt", Value: q.BeforeSeq})
+	}
+	if len(bounds) > 0 {
+		filter = append(filter, bson.E{Key: "seq", Value: bounds})
+	}
+	dir := 1
+	if q.Descending {
+		dir = -1
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "seq", Value: dir}})
+	if q.Limit > 0 {
+		opts.SetLimit(int64(q.Limit))
+	}
+	return s.findMessages(ctx, filter, opts)
+}
+
+// SearchMessages finds non-deleted messages holding every term, newest
+// first, after the cursor.
+func (s *Store) SearchMessages(ctx context.Context, q chat.SearchQuery) ([]chat.Message, error) {
+	filter := bson.D{
+		{Key: "channel_id", Value: bson.D{{Key: "$in", Value: q.ChannelIDs}}},
+		{Key: "terms", Value: bson.D{{Key: "$all", Value: q.Terms}}},
+		{Key: "deleted", Value: false},
+	}
+	if c := q.After; c != nil {
+		// (created_at, seq, _id) < cursor, in descending order.
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "created_at", Value: bson.D{{Key: "$lt", Value: c.CreatedAt}}}},
+			bson.D{{Key: "created_at", Value: c.CreatedAt}, {Key: "seq", Value: bson.D{{Key: "$lt", Value: c.Seq}}}},
+			bson.D{{Key: "created_at", Value: c.CreatedAt}, {Key: "seq", Value: c.Seq}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: c.ID}}}},
+		}})
+	}
+	opts := options.Find().
+		SetSort(bson.D{{Key: "created_at", Value: -1}, {Key: "seq", Value: -1}, {Key: "_id", Value: -1}}).
+		SetLimit(int64(q.Limit))
+	return s.findMessages(ctx, filter, opts)
+}
+
+func (s *Store) findMessages(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]chat.Message, error) {
+	cur, err := s.messages.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, fmt.Errorf("find messages: %w", err)
+	}
+	var docs []messageDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read messages: %w", err)
+	}
+	out := make([]chat.Message, len(docs))
+	for i, d := range docs {
+		out[i] = fromDocMessage(d)
+	}
+	return out, nil
+}
+
+// InsertMessages stores messages in bulk, unordered, ignoring ones already
+// stored: for seeding benchmarks and imports, not for the send path.
+func (s *Store) InsertMessages(ctx context.Context, ms []chat.Message) error {
+	docs := make([]any, len(ms))
+	for i, m := range ms {
+		docs[i] = toDocMessage(m)
+	}
+	_, err := s.messages.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return nil
+	}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0 {
+		for _, we := range bwe.WriteErrors {
+			if we.Code != 11000 && !isDuplicateKey(we) {
+				return fmt.Errorf("insert messages: %w", err)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("insert messages: %w", err)
+}

@@ -1,0 +1,160 @@
+// Package store is the chat service's MongoDB adapter: it implements the
+// chat domain's ChannelStore, MessageStore, OutboxStore and AttachmentStore
+// on the collections channels, members, messages, counters, outbox and the
+// GridFS bucket attachments.
+//
+// Everything here works on real MongoDB and on FerretDB v1: no
+// transactions, no change streams, no text or TTL indexes, $group only with
+// $sum. Uniqueness (message ids, seqs, direct channels, memberships) is
+// decided by _id and unique indexes, which both enforce atomically.
+//
+// Shard keys for real MongoDB (documented, not applied by the service):
+//
+//	messages  {channel_id: 1, seq: 1}  history reads and the unique seq index stay on one shard
+//	members   {channel_id: 1}          membership checks and member lists by channel
+//	channels  {_id: "hashed"}          looked up by id only
+//	counters  {_id: "hashed"}          one document per channel
+//	outbox    unsharded                small and short-lived
+//	attachments.chunks {files_id: 1, n: 1}  the GridFS convention
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/parleyhq/parley/chatservice/internal/chat"
+)
+
+// Collection names.
+const (
+	ChannelsCollection = "channels"
+	MembersCollection  = "members"
+	MessagesCollection = "messages"
+	CountersCollection = "counters"
+	OutboxCollection   = "outbox"
+	// AttachmentsBucket is the GridFS bucket: attachments.files and
+	// attachments.chunks.
+	AttachmentsBucket = "attachments"
+)
+
+// Store implements the chat domain's store interfaces on one database.
+type Store struct {
+	db       *mongo.Database
+	channels *mongo.Collection
+	members  *mongo.Collection
+	messages *mongo.Collection
+	counters *mongo.Collection
+	outbox   *mongo.Collection
+	files    *mongo.Collection
+	chunks   *mongo.Collection
+}
+
+var (
+	_ chat.ChannelStore    = (*Store)(nil)
+	_ chat.MessageStore    = (*Store)(nil)
+	_ chat.OutboxStore     = (*Store)(nil)
+	_ chat.AttachmentStore = (*Store)(nil)
+)
+
+// New returns a store on db. Call EnsureIndexes once at start-up.
+func New(db *mongo.Database) *Store {
+	return &Store{
+		db:       db,
+		channels: db.Collection(ChannelsCollection),
+		members:  db.Collection(MembersCollection),
+		messages: db.Collection(MessagesCollection),
+		counters: db.Collection(CountersCollection),
+		outbox:   db.Collection(OutboxCollection),
+		files:    db.Collection(AttachmentsBucket + ".files"),
+		chunks:   db.Collection(AttachmentsBucket + ".chunks"),
+	}
+}
+
+// Index names, so a test (and an operator) can find them.
+const (
+	IndexMessagesSeq    = "channel_seq"
+	IndexMessagesTerms  = "channel_terms"
+	IndexMembersUser    = "user_channel"
+	IndexMembersChannel = "channel_user"
+	IndexChannelsBrowse = "type_name"
+	IndexChannelsDMKey  = "dm_key"
+	IndexOutboxDue      = "next_attempt_at"
+)
+
+// EnsureIndexes creates the indexes the service relies on. The unique ones
+// are correctness (one message per seq, one direct channel per pair);
+// FerretDB v1 enforces them but does not use secondary indexes for queries,
+// which is why recent history is served from Redis.
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	type spec struct {
+		coll   *mongo.Collection
+		models []mongo.IndexModel
+	}
+	specs := []spec{
+		{s.messages, []mongo.IndexModel{
+			{Keys: bson.D{{Key: "channel_id", Value: 1}, {Key: "seq", Value: 1}},
+				Options: options.Index().SetName(IndexMessagesSeq).SetUnique(true)},
+			// Multikey on real MongoDB: search by channel and terms.
+			{Keys: bson.D{{Key: "channel_id", Value: 1}, {Key: "terms", Value: 1}},
+				Options: options.Index().SetName(IndexMessagesTerms)},
+		}},
+		{s.members, []mongo.IndexModel{
+			{Keys: bson.D{{Key: "user_id", Value: 1}, {Key: "channel_id", Value: 1}},
+				Options: options.Index().SetName(IndexMembersUser)},
+			{Keys: bson.D{{Key: "channel_id", Value: 1}, {Key: "user_id", Value: 1}},
+				Options: options.Index().SetName(IndexMembersChannel)},
+		}},
+		{s.channels, []mongo.IndexModel{
+			{Keys: bson.D{{Key: "type", Value: 1}, {Key: "name_lc", Value: 1}, {Key: "_id", Value: 1}},
+				Options: options.Index().SetName(IndexChannelsBrowse)},
+			// Sparse on MongoDB so channels without a DM key do not collide
+			// on null; FerretDB ignores "sparse" and never indexes a missing
+			// field as a duplicate anyway.
+			{Keys: bson.D{{Key: "dm_key", Value: 1}},
+				Options: options.Index().SetName(IndexChannelsDMKey).SetUnique(true).SetSparse(true)},
+		}},
+		{s.outbox, []mongo.IndexModel{
+			{Keys: bson.D{{Key: "next_attempt_at", Value: 1}},
+				Options: options.Index().SetName(IndexOutboxDue)},
+		}},
+		// The GridFS convention, created here rather than by the driver on
+		// the first upload.
+		{s.files, []mongo.IndexModel{
+			{Keys: bson.D{{Key: "filename", Value: 1}, {Key: "uploadDate", Value: 1}}},
+		}},
+		{s.chunks, []mongo.IndexModel{
+			{Keys: bson.D{{Key: "files_id", Value: 1}, {Key: "n", Value: 1}},
+				Options: options.Index().SetUnique(true)},
+		}},
+	}
+	for _, sp := range specs {
+		// One at a time: FerretDB v1.24 crashes the connection on a
+		// createIndexes of several indexes that all exist already (every
+		// restart), while a single existing index is a no-op.
+		for _, m := range sp.models {
+			if _, err := sp.coll.Indexes().CreateOne(ctx, m); err != nil {
+				return fmt.Errorf("create index on %s: %w", sp.coll.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// cleanupTimeout bounds clean-up writes that run after the caller gave up.
+const cleanupTimeout = 10 * time.Second
+
+// Database returns the database the store writes to.
+func (s *Store) Database() *mongo.Database { return s.db }
+
+// bsonTime converts a stored date to UTC (the driver decodes to local).
+func bsonTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}

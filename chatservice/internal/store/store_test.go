@@ -1,0 +1,315 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/parleyhq/parley/chatservice/internal/chat"
+	"github.com/parleyhq/parley/platform/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+func newStore(t *testing.T) (*Store, *mongo.Database) {
+	t.Helper()
+	db := testenv.New(t).Mongo(t)
+	s := New(db)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := s.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A restart creates them again, which must be harmless.
+	if err := s.EnsureIndexes(ctx); err != nil {
+		t.Fatalf("EnsureIndexes again: %v", err)
+	}
+	return s, db
+}
+
+// isDuplicateKey recognises a unique violation on insert and on update, as
+// the server at hand reports it (FerretDB reports the update case without
+// code 11000), and nothing else.
+func TestIsDuplicateKey(t *testing.T) {
+	_, db := newStore(t)
+	ctx := t.Context()
+	c := db.Collection("dups")
+	if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "k", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.InsertMany(ctx, []any{bson.D{{Key: "_id", Value: "a"}, {Key: "k", Value: 1}}, bson.D{{Key: "_id", Value: "b"}, {Key: "k", Value: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, insertID := c.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}, {Key: "k", Value: 3}})
+	_, insertKey := c.InsertOne(ctx, bson.D{{Key: "_id", Value: "c"}, {Key: "k", Value: 1}})
+	_, update := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "b"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "k", Value: 1}}}})
+	fam := c.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: "b"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "k", Value: 1}}}}).Err()
+	t.Logf("FerretDB/MongoDB report a duplicate on update as: %v; on findAndModify as: %v", update, fam)
+	_, badOp := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "b"}}, bson.D{{Key: "$nope", Value: 1}})
+
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"insert, duplicate _id", insertID, true},
+		{"insert, duplicate unique key", insertKey, true},
+		{"update to a duplicate unique key", update, true},
+		{"findAndModify to a duplicate unique key", fam, true},
+		{"another server error", badOp, false},
+		{"no documents", mongo.ErrNoDocuments, false},
+		{"nil", nil, false},
+		{"wrapped", fmt.Errorf("outer: %w", insertID), true},
+	}
+	for _, tc := range tests {
+		if tc.want && tc.err == nil {
+			t.Errorf("%s: the server accepted the write", tc.name)
+			continue
+		}
+		if got := isDuplicateKey(tc.err); got != tc.want {
+			t.Errorf("%s: isDuplicateKey(%v) = %v", tc.name, tc.err, got)
+		}
+	}
+	// The update really was refused.
+	var doc struct {
+		K int `bson:"k"`
+	}
+	if err := c.FindOne(ctx, bson.D{{Key: "_id", Value: "b"}}).Decode(&doc); err != nil || doc.K != 2 {
+		t.Fatalf("b after refused updates: %+v %v", doc, err)
+	}
+}
+
+func TestChannelsAndDirectKeys(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	// Channels without a DM key do not collide on the unique index.
+	for i := range 3 {
+		if err := s.InsertChannel(ctx, chat.Channel{ID: fmt.Sprintf("c%d", i), Name: "G", Type: chat.ChannelGroup, CreatedAt: now}); err != nil {
+			t.Fatalf("channel %d: %v", i, err)
+		}
+	}
+	dm := chat.Channel{ID: "d1", Type: chat.ChannelPrivate, DMKey: "a:b", CreatedAt: now}
+	if err := s.InsertChannel(ctx, dm); err != nil {
+		t.Fatal(err)
+	}
+	dm.ID = "d2" // same pair under another id: the dm_key index refuses it
+	if err := s.InsertChannel(ctx, dm); !errors.Is(err, chat.ErrDuplicate) {
+		t.Fatalf("second channel for a:b: %v", err)
+	}
+	if err := s.InsertChannel(ctx, chat.Channel{ID: "c0", Type: chat.ChannelGroup, CreatedAt: now}); !errors.Is(err, chat.ErrDuplicate) {
+		t.Fatalf("duplicate id: %v", err)
+	}
+	got, err := s.GetChannel(ctx, "d1")
+	if err != nil || got.DMKey != "a:b" || !got.CreatedAt.Equal(now) {
+		t.Fatalf("GetChannel: %+v %v", got, err)
+	}
+	if _, err := s.GetChannel(ctx, "nope"); !errors.Is(err, chat.ErrNotFound) {
+		t.Fatalf("missing channel: %v", err)
+	}
+
+	// The preview only moves forward.
+	for _, seq := range []int64{2, 1, 3} {
+		if err := s.SetLastMessage(ctx, chat.Message{ID: fmt.Sprint("m", seq), ChannelID: "c0", Seq: seq, Content: fmt.Sprint(seq), CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c0, err := s.GetChannel(ctx, "c0")
+	if err != nil || c0.LastSeq != 3 || c0.LastMessage == nil || c0.LastMessage.Content != "3" {
+		t.Fatalf("preview: %+v %v", c0, err)
+	}
+}
+
+func TestMembers(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	base := time.Now().UTC().Truncate(time.Millisecond)
+	for i, u := range []string{"u3", "u1", "u2"} {
+		m := chat.Member{ChannelID: "c", UserID: u, Role: chat.RoleMember, JoinedAt: base.Add(time.Duration(i) * time.Second)}
+		if _, created, err := s.AddMember(ctx, m); err != nil || !created {
+			t.Fatalf("add %s: %v %v", u, created, err)
+		}
+	}
+	if _, created, err := s.AddMember(ctx, chat.Member{ChannelID: "c", UserID: "u1", Role: chat.RoleOwner}); err != nil || created {
+		t.Fatalf("adding twice: %v %v", created, err)
+	}
+	if _, _, err := s.AddMember(ctx, chat.Member{ChannelID: "other", UserID: "u1", Role: chat.RoleOwner}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.ListMembers(ctx, "c", "u1", 10)
+	if err != nil || len(page) != 2 || page[0].UserID != "u2" || page[1].UserID != "u3" {
+		t.Fatalf("ListMembers after u1: %+v %v", page, err)
+	}
+	first, err := s.FirstMemberWithRole(ctx, "c", chat.RoleMember, "u3")
+	if err != nil || first.UserID != "u1" {
+		t.Fatalf("earliest member but u3: %+v %v", first, err)
+	}
+	if _, err := s.FirstMemberWithRole(ctx, "c", chat.RoleAdmin, ""); !errors.Is(err, chat.ErrNotFound) {
+		t.Fatalf("no admin: %v", err)
+	}
+	counts, err := s.CountMembers(ctx, []string{"c", "other", "empty"})
+	if err != nil || counts["c"] != 3 || counts["other"] != 1 || counts["empty"] != 0 {
+		t.Fatalf("counts %v %v", counts, err)
+	}
+	ids, err := s.MemberChannelIDs(ctx, "u1")
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("channels of u1: %v %v", ids, err)
+	}
+	for _, tc := range []struct{ seq, want int64 }{{5, 5}, {3, 5}, {7, 7}} {
+		if got, err := s.MarkRead(ctx, "c", "u2", tc.seq); err != nil || got != tc.want {
+			t.Fatalf("MarkRead(%d) = %d %v, want %d", tc.seq, got, err, tc.want)
+		}
+	}
+	if _, err := s.MarkRead(ctx, "c", "ghost", 1); !errors.Is(err, chat.ErrNotFound) {
+		t.Fatalf("MarkRead of a non-member: %v", err)
+	}
+	if ok, err := s.DeleteMember(ctx, "c", "u2"); err != nil || !ok {
+		t.Fatalf("delete: %v %v", ok, err)
+	}
+	if ok, err := s.DeleteMember(ctx, "c", "u2"); err != nil || ok {
+		t.Fatalf("delete again: %v %v", ok, err)
+	}
+}
+
+func TestMessagesAndSeqs(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for want := int64(1); want <= 3; want++ {
+		if got, err := s.NextSeq(ctx, "c"); err != nil || got != want {
+			t.Fatalf("NextSeq = %d %v, want %d", got, err, want)
+		}
+	}
+	m := chat.Message{ID: "m1", ChannelID: "c", Seq: 1, UserID: "u", Content: "x", Type: "text", CreatedAt: now, Metadata: map[string]string{"k": "v"}}
+	if err := s.InsertMessage(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InsertMessage(ctx, m); !errors.Is(err, chat.ErrMessageExists) {
+		t.Fatalf("same id again: %v", err)
+	}
+	m2 := m
+	m2.ID = "m2"
+	if err := s.InsertMessage(ctx, m2); !errors.Is(err, chat.ErrSeqTaken) {
+		t.Fatalf("same seq again: %v", err)
+	}
+	if err := s.RaiseSeq(ctx, "c", 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RaiseSeq(ctx, "c", 5); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.NextSeq(ctx, "c"); err != nil || got != 11 {
+		t.Fatalf("NextSeq after raising to 10 = %d %v", got, err)
+	}
+	// An update that drops optional fields.
+	m.Content, m.Metadata, m.Deleted, m.EditedAt = "", nil, true, now
+	if err := s.UpdateMessage(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetMessage(ctx, "m1")
+	if err != nil || !got.Deleted || got.Metadata != nil || !got.EditedAt.Equal(now) {
+		t.Fatalf("after update: %+v %v", got, err)
+	}
+	if err := s.UpdateMessage(ctx, chat.Message{ID: "none"}); !errors.Is(err, chat.ErrNotFound) {
+		t.Fatalf("update a missing message: %v", err)
+	}
+}
+
+func TestAttachmentFiles(t *testing.T) {
+	s, db := newStore(t)
+	ctx := t.Context()
+	data := strings.Repeat("0123456789", 60_000) // 600 kB: three chunks
+	a := chat.Attachment{ID: "a1", ChannelID: "c", UploaderID: "u", Filename: "f.txt", ContentType: "text/plain", CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	got, err := s.SaveAttachment(ctx, a, strings.NewReader(data))
+	if err != nil || got.Size != int64(len(data)) {
+		t.Fatalf("save: %+v %v", got, err)
+	}
+	// The driver's GridFS reads what we wrote.
+	rc, err := s.OpenAttachment(ctx, "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := io.ReadAll(rc)
+	if cerr := rc.Close(); cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err != nil || string(back) != data {
+		t.Fatalf("read back %d bytes: %v", len(back), err)
+	}
+	meta, err := s.GetAttachment(ctx, "a1")
+	if err != nil || meta.ChannelID != "c" || meta.Size != int64(len(data)) || meta.ContentType != "text/plain" {
+		t.Fatalf("metadata %+v %v", meta, err)
+	}
+
+	// A failing body leaves nothing behind.
+	boom := errors.New("client went away")
+	failing := io.MultiReader(strings.NewReader(data), errReader{boom})
+	if _, err := s.SaveAttachment(ctx, chat.Attachment{ID: "a2", Filename: "g"}, failing); !errors.Is(err, boom) {
+		t.Fatalf("failing body: %v", err)
+	}
+	n, err := db.Collection(AttachmentsBucket+".chunks").CountDocuments(ctx, bson.D{{Key: "files_id", Value: "a2"}})
+	if err != nil || n != 0 {
+		t.Fatalf("%d chunks left of a failed upload (%v)", n, err)
+	}
+	if _, err := s.GetAttachment(ctx, "a2"); !errors.Is(err, chat.ErrNotFound) {
+		t.Fatalf("failed upload visible: %v", err)
+	}
+	if err := s.DeleteAttachment(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OpenAttachment(ctx, "a1"); !errors.Is(err, chat.ErrNotFound) {
+		t.Fatalf("open after delete: %v", err)
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+func TestOutbox(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	msg := chat.Message{ID: "m", ChannelID: "c", Content: "x", CreatedAt: now, Terms: []string{"x"}}
+	e := chat.OutboxEntry{
+		ID:            "e1",
+		Event:         chat.Event{ID: "e1", Type: chat.EventMessageSent, ChannelID: "c", ActorID: "u", Time: now, Message: &msg, Mentions: []string{"bob"}},
+		CreatedAt:     now,
+		NextAttemptAt: now.Add(time.Second),
+	}
+	if err := s.PutOutbox(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutOutbox(ctx, e); !errors.Is(err, chat.ErrDuplicate) {
+		t.Fatalf("twice: %v", err)
+	}
+	if due, err := s.DueOutbox(ctx, now, 10); err != nil || len(due) != 0 {
+		t.Fatalf("due too early: %v %v", due, err)
+	}
+	later := now.Add(2 * time.Second)
+	due, err := s.DueOutbox(ctx, later, 10)
+	if err != nil || len(due) != 1 || due[0].Event.Message.Content != "x" || due[0].Event.Mentions[0] != "bob" {
+		t.Fatalf("due: %+v %v", due, err)
+	}
+	if ok, err := s.ClaimOutbox(ctx, "e1", later, later.Add(time.Minute)); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	if ok, err := s.ClaimOutbox(ctx, "e1", later, later.Add(time.Minute)); err != nil || ok {
+		t.Fatalf("second claim: %v %v", ok, err)
+	}
+	if err := s.DeleteOutbox(ctx, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.CountOutbox(ctx); err != nil || n != 0 {
+		t.Fatalf("count %d %v", n, err)
+	}
+}

@@ -3,6 +3,7 @@ module github.com/parleyhq/parley
 go 1.26.7
 
 require (
+	github.com/gorilla/websocket v1.5.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/parleyhq/parley/gateway v0.0.0-00010101000000-000000000000
 	github.com/parleyhq/parley/platform v0.0.0-00010101000000-000000000000

@@ -311,6 +311,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			Notification: notifyConn, EventBus: auditConn,
 		},
 		UnsubscribeBackend: &url.URL{Scheme: "http", Host: notifyHTTP.Addr().String()},
+		NATS:               clients.nats,
+		Verifier:           verifier,
+		ServiceToken:       serviceToken,
 	})
 	if err != nil {
 		_ = lis.Close()

@@ -183,7 +183,9 @@ func TestWebSocketChat(t *testing.T) {
 	lastSeen := gm.seq(t)
 	_ = b.conn.Close()
 	// Alice follows the presence of her channel's members.
-	off := a.next(func(f frame) bool { return f.Type == "user_offline" && strings.Contains(string(f.Data)+f.UserID, bob.User.ID) })
+	off := a.next(func(f frame) bool {
+		return f.Type == "user_offline" && strings.Contains(string(f.Data)+f.UserID, bob.User.ID)
+	})
 	if !strings.Contains(string(off.Data), "last_seen") {
 		t.Errorf("user_offline frame %s lacks last_seen", off.Data)
 	}

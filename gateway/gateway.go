@@ -27,10 +27,12 @@ import (
 	chatv1 "github.com/parleyhq/parley/apis/gen/go/parley/chat/v1"
 	presencev1 "github.com/parleyhq/parley/apis/gen/go/parley/presence/v1"
 	userv1 "github.com/parleyhq/parley/apis/gen/go/parley/user/v1"
+	"github.com/parleyhq/parley/gateway/internal/admin"
 	"github.com/parleyhq/parley/gateway/internal/apidocs"
 	"github.com/parleyhq/parley/gateway/internal/attachments"
 	"github.com/parleyhq/parley/gateway/internal/hub"
 	"github.com/parleyhq/parley/gateway/internal/rest"
+	"github.com/parleyhq/parley/gateway/web"
 	"github.com/parleyhq/parley/platform/auth"
 	"github.com/parleyhq/parley/platform/health"
 	"github.com/parleyhq/parley/platform/httpserver"
@@ -108,6 +110,7 @@ type Gateway struct {
 	mux     *http.ServeMux
 	handler http.Handler
 	hub     *hub.Hub
+	stats   *admin.Collector
 }
 
 // New builds the gateway's routes. It does not listen until Run.
@@ -172,8 +175,24 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 				return nil, fmt.Errorf("gateway: websocket hub: %w", err)
 			}
 			mux.Handle("/v1/ws", g.hub)
+			h := g.hub
+			g.stats, err = admin.NewCollector(admin.CollectorConfig{
+				NATS: cfg.NATS, SubjectPrefix: cfg.SubjectPrefix, NodeID: h.NodeID(),
+				Local: func() admin.NodeStats {
+					s := h.Stats()
+					return admin.NodeStats{NodeID: s.NodeID, Connections: s.Connections, Users: s.Users, Channels: s.Channels}
+				},
+				Logger: cfg.Logger,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("gateway: admin stats: %w", err)
+			}
+			mux.Handle("GET /v1/admin/stats", g.stats.Handler(cfg.Verifier))
 		}
 	}
+	// The web client and the admin dashboard; API paths stay with their
+	// more specific routes (the web handler 404s them).
+	mux.Handle("/", web.Handler())
 	g.handler = withRequestID(mux)
 	return g, nil
 }
@@ -212,6 +231,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	eg, ectx := errgroup.WithContext(ctx)
 	if g.hub != nil {
 		eg.Go(func() error { return g.hub.Run(ectx) })
+	}
+	if g.stats != nil {
+		eg.Go(func() error { return g.stats.Run(ectx) })
 	}
 	eg.Go(func() error {
 		if err := httpserver.Serve(ectx, srv, lis); err != nil && !errors.Is(err, http.ErrServerClosed) {

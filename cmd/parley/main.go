@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/parleyhq/parley/internal/allinone"
@@ -38,12 +40,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg        allinone.Config
 		logLevel   string
 		adminUsers string
+		demo       bool
 	)
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "localhost:8080", "address of the HTTP server (REST, WebSocket, web client)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "parley-data", "directory for the embedded backends' data (kept across restarts)")
 	fs.StringVar(&cfg.MongoURI, "mongodb-uri", "", "use this MongoDB (or FerretDB) instead of the embedded FerretDB")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server (JetStream enabled) instead of the embedded one")
 	fs.StringVar(&cfg.RedisURL, "redis-url", "", "use this Redis instead of the embedded miniredis")
+	fs.BoolVar(&demo, "demo", false, "seed demo users (alice, bob, carol), channels and history, and print their logins")
 	fs.StringVar(&adminUsers, "admin-users", "", "comma-separated usernames that get the admin role")
 	n := &cfg.Notifications
 	fs.StringVar(&n.SMTPHost, "smtp-host", "", "SMTP server for email notifications (empty: emails are recorded as dry runs)")
@@ -69,8 +73,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	slog.SetDefault(log)
 	cfg.Logger = log
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		seeding sync.WaitGroup
+		seedErr error
+	)
 	cfg.Ready = func(url string) {
-		fmt.Fprintf(stdout, "\nParley is running at %s\n  API docs:  %s/openapi/\n  health:    %s/readyz\n  data:      %s\nPress Ctrl-C to stop.\n\n", url, url, url, cfg.DataDir)
+		fmt.Fprintf(stdout, "\nParley is running at %s\n  web client: %s/\n  admin:      %s/admin\n  API docs:   %s/openapi/\n  health:     %s/readyz\n  data:       %s\nPress Ctrl-C to stop.\n\n", url, url, url, url, url, cfg.DataDir)
+		if demo {
+			// Seeding goes through the REST API like any client, so it
+			// runs once the gateway serves; a failure stops the platform.
+			seeding.Go(func() {
+				if seedErr = allinone.SeedDemo(ctx, url, stdout); seedErr != nil {
+					cancel()
+				}
+			})
+		}
 	}
-	return allinone.Run(ctx, cfg)
+	err = allinone.Run(ctx, cfg)
+	cancel()
+	seeding.Wait()
+	if seedErr != nil && !errors.Is(seedErr, context.Canceled) {
+		return fmt.Errorf("demo data: %w", seedErr)
+	}
+	return err
 }

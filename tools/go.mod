@@ -14,6 +14,8 @@ tool (
 	honnef.co/go/tools/cmd/staticcheck
 )
 
+require github.com/gorilla/websocket v1.5.3
+
 require (
 	buf.build/gen/go/bufbuild/bufplugin/protocolbuffers/go v1.36.12-20261002170247-538130002972.2 // indirect
 	buf.build/gen/go/bufbuild/protodescriptor/protocolbuffers/go v1.36.12-20261012172039-ff528c23443f.2 // indirect

@@ -48,9 +48,8 @@ generate:
 	bash scripts/generate.sh
 
 check-generated: generate
-	@git add -N apis/gen >/dev/null 2>&1 || true
-	@if ! git diff --quiet -- apis/gen; then \
-		echo "generated code is stale: run 'make generate' and commit"; git diff --stat -- apis/gen; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- apis/gen)" ]; then \
+		echo "generated code is stale: run 'make generate' and commit"; git status --short -- apis/gen; exit 1; fi
 
 ## gazelle: regenerate BUILD.bazel files
 gazelle:

@@ -24,8 +24,15 @@ echo "generate: buf lint"
 buf lint
 
 echo "generate: buf generate"
+# buf (clean: true) and the rm below empty the output directories; the
+# gazelle-generated BUILD.bazel files living there are kept aside and put
+# back, so regenerating leaves them alone.
+keep=$(mktemp -d)
+trap 'rm -rf "$keep"' EXIT
+(cd apis/gen && find . -name BUILD.bazel -exec cp --parents {} "$keep" \;) 2>/dev/null || true
 rm -rf apis/gen/go apis/gen/openapi
 buf generate
+(cd "$keep" && find . -name BUILD.bazel -exec cp --parents {} "$OLDPWD/apis/gen" \;)
 
 # Sanity checks, so that a silently skipped plugin cannot pass for success.
 for want in apis/gen/openapi/parley.swagger.json; do

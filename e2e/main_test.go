@@ -128,9 +128,6 @@ func (s *server) logText() string {
 // stop sends SIGINT (Ctrl-C) and requires a clean exit within 10 s.
 func (s *server) stop(t *testing.T) {
 	t.Helper()
-	if s.cmd.ProcessState != nil {
-		return
-	}
 	select {
 	case err := <-s.done:
 		s.done <- err

@@ -341,6 +341,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	for {
 		// Wait for one free slot, then take every other free slot: a pull
 		// asks for exactly as many events as can be started right away.
+		// select picks at random among ready cases: check for shutdown
+		// first, or a free slot could start pull after pull, each
+		// waiting out PullWait, long after the context ended.
+		if ctx.Err() != nil {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -79,6 +79,12 @@ type service interface {
 	Run(ctx context.Context) error
 }
 
+// named pairs a service with its name for shutdown logs.
+type named struct {
+	name string
+	service
+}
+
 // Run starts everything and blocks until ctx is cancelled, then stops it all.
 func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.DataDir == "" {
@@ -122,7 +128,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	var (
-		services []service
+		services []named
 		conns    []*grpc.ClientConn
 	)
 	defer func() {
@@ -163,7 +169,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		_ = userLis.Close()
 		return err
 	}
-	services = append(services, users)
+	services = append(services, named{"user", users})
 
 	// Every other service and the gateway verify access tokens against the
 	// user service's key set, fetched over gRPC.
@@ -195,7 +201,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		_ = auditLis.Close()
 		return err
 	}
-	services = append(services, audit)
+	services = append(services, named{"eventbus", audit})
 
 	chatLis, chatConn, err := listen("chatservice")
 	if err != nil {
@@ -224,7 +230,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		_ = chatLis.Close()
 		return err
 	}
-	services = append(services, chat)
+	services = append(services, named{"chat", chat})
 
 	presence, err := presenceservice.New(ctx, presenceservice.Config{
 		GRPCListener: presenceLis,
@@ -241,7 +247,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		_ = presenceLis.Close()
 		return err
 	}
-	services = append(services, presence)
+	services = append(services, named{"presence", presence})
 
 	lis := cfg.HTTPListener
 	if lis == nil {
@@ -295,7 +301,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		_ = notifyHTTP.Close()
 		return err
 	}
-	services = append(services, notify)
+	services = append(services, named{"notification", notify})
 
 	checks := health.New(log)
 	checks.Add("mongodb", health.MongoCheck(clients.mongo))
@@ -322,7 +328,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range services {
-		g.Go(func() error { return s.Run(gctx) })
+		g.Go(func() error {
+			err := s.Run(gctx)
+			log.Debug("service stopped", "service", s.name, "err", err)
+			return err
+		})
 	}
 	g.Go(func() error { checks.Run(gctx); return nil })
 	g.Go(func() error { return gw.Run(gctx) })

@@ -324,6 +324,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	sem := make(chan struct{}, w.cfg.Concurrency)
 	wait := 50 * time.Millisecond
 	for {
+		// select picks at random among ready cases: check for shutdown
+		// first, or a free slot could start pull after pull, each
+		// waiting out PullWait, long after the context ended.
+		if ctx.Err() != nil {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil

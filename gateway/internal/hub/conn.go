@@ -287,8 +287,8 @@ func (c *conn) readFailed(err error) {
 	}
 }
 
-// writeLoop writes queued frames until the queue is empty (then it parks:
-// the next push starts it again) or the connection closes.
+// writeLoop writes queued frames until the queue is empty (the next push
+// starts it again) or the connection closes.
 func (c *conn) writeLoop() {
 	for {
 		f, step := c.send.next(c.ctx)

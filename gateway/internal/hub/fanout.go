@@ -65,7 +65,7 @@ func (cs *channelSub) isClosed() bool {
 // them alone then.
 type subState struct {
 	cs       *channelSub
-	canWrite bool
+	writable bool
 	// revoked: the user was removed from a non-public channel; nothing more
 	// is delivered until they join again.
 	revoked bool
@@ -134,7 +134,7 @@ func (f *fanout) join(ctx context.Context, c *conn, id string, acc *chatv1.Check
 			owned = true
 		}
 	}
-	st.canWrite = acc.GetCanWrite()
+	st.writable = acc.GetCanWrite()
 	st.revoked = false
 	cs.chType = acc.GetChannelType()
 	cs.mu.Unlock()
@@ -292,10 +292,11 @@ func (f *fanout) closeAll() {
 	}
 }
 
-func (f *fanout) canWrite(_ string, _ *conn, st *subState) bool {
+// canWrite reports whether the connection may write in the channel of st.
+func (st *subState) canWrite() bool {
 	st.cs.mu.Lock()
 	defer st.cs.mu.Unlock()
-	return st.canWrite && !st.revoked && !st.left
+	return st.writable && !st.revoked && !st.left
 }
 
 // dispatch runs on the channel's NATS subscription goroutine for every live

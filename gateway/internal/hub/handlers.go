@@ -258,7 +258,7 @@ func (c *conn) handleTyping(f protocol.Frame) {
 		c.invalid(f, errors.New("join the channel before typing in it"))
 		return
 	}
-	if !c.h.fan.canWrite(f.Channel, c, st) {
+	if !st.canWrite() {
 		c.sendFrame(protocol.TypeError, f.ID, f.Channel, protocol.ErrorData{Code: protocol.CodeForbidden, Message: "not allowed to write in this channel"})
 		return
 	}

@@ -56,6 +56,9 @@ func TestSendQueue(t *testing.T) {
 			if _, step := q.next(context.Background()); step != stepPark || q.running {
 				t.Fatalf("empty queue: step %v, running %v", step, q.running)
 			}
+			if _, start := q.push(frames[0]); !start {
+				t.Fatal("push after the writer parked must start one")
+			}
 		}},
 		{"a drained big ring is released", 64, func(t *testing.T, q *sendQueue) {
 			for i := range 40 {
@@ -78,7 +81,7 @@ func TestSendQueue(t *testing.T) {
 				t.Fatalf("step %v, want close", step)
 			}
 		}},
-		{"kick starts a parked writer once; dead queues drop", 8, func(t *testing.T, q *sendQueue) {
+		{"kick starts a writer once; dead queues drop", 8, func(t *testing.T, q *sendQueue) {
 			if !q.kick() || q.kick() {
 				t.Fatal("kick must start exactly one writer")
 			}

@@ -22,10 +22,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// checkFor polls f until it succeeds or the timeout passes.
+// checkFor polls f until it succeeds or the timeout passes. It mirrors
+// testenv.CheckFor, which this package cannot import: testenv imports it.
 func checkFor(t *testing.T, timeout, interval time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	for {
 		err := f()
 		if err == nil {
@@ -34,7 +37,7 @@ func checkFor(t *testing.T, timeout, interval time.Duration, f func() error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("condition not met after %s: %v", timeout, err)
 		}
-		time.Sleep(interval)
+		<-tick.C // poll again at the next interval
 	}
 }
 

@@ -252,6 +252,8 @@ func Unique(prefix string) string {
 func CheckFor(t testing.TB, timeout, interval time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	for {
 		err := f()
 		if err == nil {
@@ -261,7 +263,7 @@ func CheckFor(t testing.TB, timeout, interval time.Duration, f func() error) {
 			t.Fatalf("testenv: condition not met within %s: %v", timeout, err)
 			return // t.Fatalf returns only for fakes of testing.TB
 		}
-		time.Sleep(interval)
+		<-tick.C // poll again at the next interval
 	}
 }
 

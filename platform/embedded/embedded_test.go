@@ -16,29 +16,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/parleyhq/parley/platform/embedded"
+	"github.com/parleyhq/parley/platform/testenv"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// checkFor polls f until it succeeds or the timeout passes. It mirrors
-// testenv.CheckFor, which this package cannot import: testenv imports it.
-func checkFor(t *testing.T, timeout, interval time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", timeout, err)
-		}
-		<-tick.C // poll again at the next interval
-	}
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -220,7 +202,7 @@ func TestRedisKeysExpireByThemselves(t *testing.T) {
 	if !r.Miniredis().Exists("k") {
 		t.Fatal("key not visible through Miniredis()")
 	}
-	checkFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+	testenv.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
 		n, err := c.Exists(ctx, "k").Result()
 		if err != nil {
 			return err

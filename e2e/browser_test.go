@@ -257,8 +257,11 @@ func (tb *tab) login(baseURL, path, username, password string) {
 func (tb *tab) openChannel(id string) {
 	tb.t.Helper()
 	sel := fmt.Sprintf(`button[data-channel-id=%q]`, id)
-	tb.waitFor("channel "+id+" in the sidebar", fmt.Sprintf(`document.querySelector(%q) !== null`, sel))
-	tb.do(chromedp.Click(chromedp.CSS(sel)))
+	// Find and click in one step inside the page: the sidebar re-renders
+	// as channels and unread counts arrive, so a node found by one CDP
+	// call can be gone by the next ("Could not find node with given id").
+	tb.waitFor("channel "+id+" in the sidebar, clicked", fmt.Sprintf(
+		`(() => { const b = document.querySelector(%q); if (!b) return false; b.click(); return true; })()`, sel))
 	tb.waitFor("channel "+id+" open", fmt.Sprintf(`location.pathname === %q && !document.querySelector('#composer').hidden`, "/channels/"+id))
 }
 

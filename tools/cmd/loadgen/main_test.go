@@ -88,7 +88,7 @@ func TestBaselineRuns(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"--broadcast-baseline", "--channels", "3", "--members", "4", "--senders", "3",
-				"--duration", "1s", "--drain", "5s", "--source-ips", "127.0.0.1,127.0.0.2"}, tt.args...)
+				"--duration", "1s", "--drain", "20s", "--source-ips", "127.0.0.1,127.0.0.2"}, tt.args...)
 			var out bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -52,27 +51,15 @@ type server struct {
 	logs   strings.Builder
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // startServer runs the all-in-one on dataDir and waits for its banner. The
 // environment variables that point at real backends are removed so the
 // process uses its embedded ones, unless keepEnv is set.
 func startServer(t *testing.T, dataDir string, extraArgs ...string) *server {
 	t.Helper()
-	addr := freeAddr(t)
-	args := append([]string{"--http-addr", addr, "--data-dir", dataDir, "--log-level", "warn"}, extraArgs...)
+	// Port 0: the process binds a free port itself and prints it in its
+	// banner; a port picked here could be taken by one of its own loopback
+	// listeners before it gets to bind it.
+	args := append([]string{"--http-addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, extraArgs...)
 	cmd := exec.Command(parleyBin, args...)
 	var env []string
 	for _, kv := range os.Environ() {

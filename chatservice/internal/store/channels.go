@@ -84,26 +84,61 @@ func (s *Store) BrowseChannels(ctx context.Context, q chat.BrowseQuery) ([]chat.
 }
 
 // SetLastMessage records m as the channel's newest message unless a newer
-// one is recorded. The seq guard keeps a slow update from regressing the
-// preview on MongoDB; on FerretDB v1 the guard and the write are not one
-// atomic step, so racing sends may briefly leave an older preview.
+// one is recorded. On MongoDB the seq guard in the filter makes this one
+// atomic step. FerretDB v1 pushes a filter down to its backend only when it
+// is _id alone; with the guard it decodes every channel document on every
+// send. There the store reads the channel by _id, compares, and writes by
+// _id, under a per-channel lock so this process never regresses the
+// preview; FerretDB's update is a read-modify-write anyway, so replicas
+// racing on one channel could leave an older preview either way, until the
+// next message.
 func (s *Store) SetLastMessage(ctx context.Context, m chat.Message) error {
-	_, err := s.channels.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: bson.D{{Key: "$lt", Value: m.Seq}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "last_seq", Value: m.Seq}, {Key: "last_message", Value: toDocPreview(m)}}}})
-	if err != nil {
-		return fmt.Errorf("set last message of %s: %w", m.ChannelID, err)
+	set := bson.D{{Key: "$set", Value: bson.D{{Key: "last_seq", Value: m.Seq}, {Key: "last_message", Value: toDocPreview(m)}}}}
+	if !s.idFiltersOnly.Load() {
+		_, err := s.channels.UpdateOne(ctx,
+			bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: bson.D{{Key: "$lt", Value: m.Seq}}}}, set)
+		if err != nil {
+			return fmt.Errorf("set last message of %s: %w", m.ChannelID, err)
+		}
+		return nil
 	}
-	return nil
+	return s.updatePreview(ctx, m.ChannelID, func(last int64) bool { return last < m.Seq }, set)
 }
 
 // ReplaceLastMessage refreshes the preview if it shows m.
 func (s *Store) ReplaceLastMessage(ctx context.Context, m chat.Message) error {
-	_, err := s.channels.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: m.Seq}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "last_message", Value: toDocPreview(m)}}}})
-	if err != nil {
-		return fmt.Errorf("replace last message of %s: %w", m.ChannelID, err)
+	set := bson.D{{Key: "$set", Value: bson.D{{Key: "last_message", Value: toDocPreview(m)}}}}
+	if !s.idFiltersOnly.Load() {
+		_, err := s.channels.UpdateOne(ctx, bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: m.Seq}}, set)
+		if err != nil {
+			return fmt.Errorf("replace last message of %s: %w", m.ChannelID, err)
+		}
+		return nil
+	}
+	return s.updatePreview(ctx, m.ChannelID, func(last int64) bool { return last == m.Seq }, set)
+}
+
+// updatePreview applies update to the channel when its last_seq passes
+// cond, with filters on _id alone (see SetLastMessage).
+func (s *Store) updatePreview(ctx context.Context, channelID string, cond func(lastSeq int64) bool, update bson.D) error {
+	mu := &s.previewLocks[stripe(channelID, len(s.previewLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+	var cur struct {
+		LastSeq int64 `bson:"last_seq"`
+	}
+	byID := bson.D{{Key: "_id", Value: channelID}}
+	err := s.channels.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: "last_seq", Value: 1}})).Decode(&cur)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return nil // deleted meanwhile: nothing to show
+	case err != nil:
+		return fmt.Errorf("read last seq of %s: %w", channelID, err)
+	case !cond(cur.LastSeq):
+		return nil
+	}
+	if _, err := s.channels.UpdateOne(ctx, byID, update); err != nil {
+		return fmt.Errorf("update preview of %s: %w", channelID, err)
 	}
 	return nil
 }

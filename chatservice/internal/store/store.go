@@ -21,6 +21,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -28,6 +31,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
+	"github.com/parleyhq/parley/platform/mongoutil"
 )
 
 // Collection names.
@@ -52,6 +56,13 @@ type Store struct {
 	outbox   *mongo.Collection
 	files    *mongo.Collection
 	chunks   *mongo.Collection
+
+	// idFiltersOnly is set on FerretDB, whose v1 query planner pushes down
+	// only a filter on _id alone: hot paths then avoid compound filters.
+	idFiltersOnly atomic.Bool
+	// previewLocks serialize the read-compare-write of a channel's preview
+	// on FerretDB, striped by channel id.
+	previewLocks [64]sync.Mutex
 }
 
 var (
@@ -91,6 +102,11 @@ const (
 // FerretDB v1 enforces them but does not use secondary indexes for queries,
 // which is why recent history is served from Redis.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
+	ferret, err := mongoutil.IsFerretDB(ctx, s.db)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	s.idFiltersOnly.Store(ferret)
 	type spec struct {
 		coll   *mongo.Collection
 		models []mongo.IndexModel
@@ -147,6 +163,13 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 
 // cleanupTimeout bounds clean-up writes that run after the caller gave up.
 const cleanupTimeout = 10 * time.Second
+
+// stripe maps a key to one of n lock stripes.
+func stripe(key string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
+}
 
 // Database returns the database the store writes to.
 func (s *Store) Database() *mongo.Database { return s.db }

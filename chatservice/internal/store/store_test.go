@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,6 +127,38 @@ func TestChannelsAndDirectKeys(t *testing.T) {
 	c0, err := s.GetChannel(ctx, "c0")
 	if err != nil || c0.LastSeq != 3 || c0.LastMessage == nil || c0.LastMessage.Content != "3" {
 		t.Fatalf("preview: %+v %v", c0, err)
+	}
+
+	// An edit refreshes the preview only if the preview shows that message.
+	for _, m := range []chat.Message{
+		{ID: "m2", ChannelID: "c0", Seq: 2, Content: "2 edited", CreatedAt: now},
+		{ID: "m3", ChannelID: "c0", Seq: 3, Content: "3 edited", CreatedAt: now},
+		{ID: "gone", ChannelID: "nope", Seq: 1, Content: "x", CreatedAt: now},
+	} {
+		if err := s.ReplaceLastMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c0, err = s.GetChannel(ctx, "c0"); err != nil || c0.LastSeq != 3 || c0.LastMessage.Content != "3 edited" {
+		t.Fatalf("preview after edits: %+v %v", c0, err)
+	}
+
+	// Concurrent sends in any order leave the newest.
+	var wg sync.WaitGroup
+	for seq := int64(4); seq <= 40; seq++ {
+		wg.Go(func() {
+			if err := s.SetLastMessage(ctx, chat.Message{ID: fmt.Sprint("m", seq), ChannelID: "c0", Seq: seq, Content: fmt.Sprint(seq), CreatedAt: now}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if c0, err = s.GetChannel(ctx, "c0"); err != nil || c0.LastSeq != 40 || c0.LastMessage.Content != "40" {
+		t.Fatalf("preview after concurrent sends: %+v %v", c0, err)
+	}
+	// A missing channel is not an error (deleted while the send finished).
+	if err := s.SetLastMessage(ctx, chat.Message{ID: "x", ChannelID: "nope", Seq: 1, CreatedAt: now}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/parleyhq/parley/chatservice/internal/chat"
 	"github.com/parleyhq/parley/chatservice/internal/events"
 	"github.com/parleyhq/parley/chatservice/internal/grpcapi"
+	"github.com/parleyhq/parley/chatservice/internal/rostercache"
 	"github.com/parleyhq/parley/chatservice/internal/store"
 	"github.com/parleyhq/parley/chatservice/internal/users"
 )
@@ -91,6 +92,11 @@ type Config struct {
 	// (default 24h).
 	CacheSize int
 	CacheTTL  time.Duration
+	// MemberCacheTTL bounds how long a channel's member list is served from
+	// memory without a reload (default 30s): how far ListMembers may lag
+	// a join or leave made through another replica. Authorisation never
+	// uses the cached lists.
+	MemberCacheTTL time.Duration
 
 	// Events names the JetStream streams and the durable subject prefix
 	// (zero value: EVENTS, events.<type>, DLQ). New creates the streams.
@@ -205,7 +211,7 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 		publisher = cfg.wrapEvents(publisher)
 	}
 	dcfg := chat.Config{
-		Channels:            s.store,
+		Channels:            rostercache.New(s.store, rostercache.Config{TTL: cfg.MemberCacheTTL}),
 		Messages:            s.store,
 		Outbox:              s.store,
 		Attachments:         s.store,

@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.BoolVar(&cfg.DisableCache, "disable-cache", false, "read history from MongoDB only")
 	fs.IntVar(&cfg.CacheSize, "cache-size", 0, "newest messages per channel kept in the history cache (default 500, at least 200)")
 	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", 0, "idle channels leave the history cache after this (default 24h)")
+	fs.DurationVar(&cfg.MemberCacheTTL, "member-cache-ttl", 0, "member lists are reloaded after this; the lag behind other replicas' joins and leaves (default 30s)")
 	fs.StringVar(&cfg.Events.EventsStream, "events-stream", "", "JetStream event stream (default EVENTS)")
 	fs.StringVar(&cfg.Events.SubjectPrefix, "events-subject-prefix", "", "durable event subject prefix (default events)")
 	fs.StringVar(&cfg.Events.DLQStream, "dlq-stream", "", "JetStream dead-letter stream (default DLQ)")

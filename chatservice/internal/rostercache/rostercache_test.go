@@ -1,0 +1,302 @@
+package rostercache_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parleyhq/parley/chatservice/internal/chat"
+	"github.com/parleyhq/parley/chatservice/internal/rostercache"
+	"github.com/parleyhq/parley/chatservice/internal/store"
+	"github.com/parleyhq/parley/platform/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// counting is the real store, counting the member listings that reach it
+// and optionally holding them until released.
+type counting struct {
+	*store.Store
+	lists atomic.Int64
+	hold  chan chan struct{} // when set, a listing sends a channel and waits for it to close
+}
+
+func (c *counting) ListMembers(ctx context.Context, channelID, after string, limit int) ([]chat.Member, error) {
+	c.lists.Add(1)
+	if c.hold != nil {
+		release := make(chan struct{})
+		c.hold <- release
+		<-release
+	}
+	return c.Store.ListMembers(ctx, channelID, after, limit)
+}
+
+// clock is a settable clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+type fixture struct {
+	inner *counting
+	cache *rostercache.Store
+	clock *clock
+}
+
+func newFixture(t *testing.T, cfg rostercache.Config) *fixture {
+	t.Helper()
+	st := store.New(testenv.New(t).Mongo(t))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := st.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{inner: &counting{Store: st}, clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	cfg.Now = f.clock.Now
+	f.cache = rostercache.New(f.inner, cfg)
+	return f
+}
+
+func (f *fixture) add(t *testing.T, channelID string, users ...string) {
+	t.Helper()
+	for _, u := range users {
+		if _, _, err := f.cache.AddMember(t.Context(), chat.Member{ChannelID: channelID, UserID: u, Role: chat.RoleMember, JoinedAt: f.clock.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func ids(ms []chat.Member) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.UserID
+	}
+	return out
+}
+
+func TestPagesMatchTheStore(t *testing.T) {
+	f := newFixture(t, rostercache.Config{})
+	f.add(t, "c", "u3", "u1", "u5", "u2", "u4")
+	f.add(t, "other", "u1")
+	ctx := t.Context()
+	tests := []struct {
+		after string
+		limit int
+	}{
+		{"", 0}, {"", 2}, {"u2", 2}, {"u4", 10}, {"u5", 10}, {"a", 1}, {"zz", 3},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("after=%q/limit=%d", tt.after, tt.limit), func(t *testing.T) {
+			want, err := f.inner.Store.ListMembers(ctx, "c", tt.after, tt.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.cache.ListMembers(ctx, "c", tt.after, tt.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
+				t.Errorf("cache %v, store %v", ids(got), ids(want))
+			}
+		})
+	}
+	if n := f.inner.lists.Load(); n != 1 {
+		t.Errorf("%d listings reached the store, want 1 (the fill)", n)
+	}
+	counts, err := f.cache.CountMembers(ctx, []string{"c", "other", "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts["c"] != 5 || counts["other"] != 1 || counts["none"] != 0 {
+		t.Errorf("counts %v", counts)
+	}
+}
+
+func TestWritesRefreshTheList(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		write func(t *testing.T, f *fixture)
+		want  string
+	}{
+		{"add", func(t *testing.T, f *fixture) { f.add(t, "c", "u0") }, "[u0 u1 u2]"},
+		{"delete", func(t *testing.T, f *fixture) {
+			if _, err := f.cache.DeleteMember(ctx, "c", "u1"); err != nil {
+				t.Fatal(err)
+			}
+		}, "[u2]"},
+		{"role", func(t *testing.T, f *fixture) {
+			if _, err := f.cache.SetMemberRole(ctx, "c", "u2", chat.RoleAdmin); err != nil {
+				t.Fatal(err)
+			}
+		}, "[u1 u2:admin]"},
+		{"expiry of a write made elsewhere", func(t *testing.T, f *fixture) {
+			if _, _, err := f.inner.Store.AddMember(ctx, chat.Member{ChannelID: "c", UserID: "u3", Role: chat.RoleMember}); err != nil {
+				t.Fatal(err)
+			}
+			f.clock.advance(rostercache.DefaultTTL)
+		}, "[u1 u2 u3]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, rostercache.Config{})
+			f.add(t, "c", "u1", "u2")
+			if _, err := f.cache.ListMembers(ctx, "c", "", 0); err != nil {
+				t.Fatal(err)
+			}
+			tt.write(t, f)
+			got, err := f.cache.ListMembers(ctx, "c", "", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s []string
+			for _, m := range got {
+				if m.Role != chat.RoleMember {
+					s = append(s, m.UserID+":"+m.Role)
+				} else {
+					s = append(s, m.UserID)
+				}
+			}
+			if fmt.Sprint(s) != tt.want {
+				t.Errorf("after the write: %v, want %s", s, tt.want)
+			}
+			if n := f.inner.lists.Load(); n != 2 {
+				t.Errorf("%d listings reached the store, want 2", n)
+			}
+		})
+	}
+}
+
+func TestMarkReadUpdatesInPlace(t *testing.T) {
+	f := newFixture(t, rostercache.Config{})
+	ctx := t.Context()
+	f.add(t, "c", "u1", "u2")
+	if _, err := f.cache.ListMembers(ctx, "c", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []int64{5, 3} {
+		if _, err := f.cache.MarkRead(ctx, "c", "u2", seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := f.cache.ListMembers(ctx, "c", "u1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].LastReadSeq != 5 {
+		t.Errorf("u2 after reading 5 then 3: %+v", got)
+	}
+	if n := f.inner.lists.Load(); n != 1 {
+		t.Errorf("%d listings reached the store, want 1", n)
+	}
+	// Not a member: the store says so and the list stays.
+	if _, err := f.cache.MarkRead(ctx, "c", "u9", 1); err == nil {
+		t.Error("MarkRead of a non-member succeeded")
+	}
+	if f.cache.Len() != 1 {
+		t.Error("a refused MarkRead dropped the list")
+	}
+}
+
+// TestConcurrentReadersShareOneFill holds the fill until every reader
+// waits for it, then checks one listing served them all; a write while a
+// fill runs keeps its result out of the cache, and a MarkRead while a fill
+// runs is applied to it.
+func TestConcurrentReadersShareOneFill(t *testing.T) {
+	f := newFixture(t, rostercache.Config{})
+	ctx := t.Context()
+	f.add(t, "c", "u1", "u2")
+	f.inner.hold = make(chan chan struct{})
+
+	const readers = 8
+	var wg sync.WaitGroup
+	results := make([][]chat.Member, readers)
+	for i := range readers {
+		wg.Go(func() {
+			var err error
+			if results[i], err = f.cache.ListMembers(ctx, "c", "", 0); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	release := <-f.inner.hold // the one fill
+	if _, err := f.cache.MarkRead(ctx, "c", "u1", 7); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	wg.Wait()
+	f.inner.hold = nil
+	if n := f.inner.lists.Load(); n != 1 {
+		t.Errorf("%d listings for %d concurrent readers, want 1", n, readers)
+	}
+	got, err := f.cache.ListMembers(ctx, "c", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].LastReadSeq != 7 {
+		t.Errorf("cached list after a MarkRead during the fill: %+v", got)
+	}
+
+	// A membership write during a fill: the fill's result is not kept.
+	f.clock.advance(rostercache.DefaultTTL)
+	f.inner.hold = make(chan chan struct{})
+	done := make(chan error, 1)
+	go func() { _, err := f.cache.ListMembers(ctx, "c", "", 0); done <- err }()
+	release = <-f.inner.hold
+	f.inner.hold = nil
+	f.add(t, "c", "u3")
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, err = f.cache.ListMembers(ctx, "c", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids(got)) != "[u1 u2 u3]" {
+		t.Errorf("list after a join during a fill: %v", ids(got))
+	}
+}
+
+func TestLimits(t *testing.T) {
+	f := newFixture(t, rostercache.Config{MaxChannels: 2, MaxMembers: 3})
+	ctx := t.Context()
+	f.add(t, "big", "u1", "u2", "u3", "u4")
+	for range 2 {
+		got, err := f.cache.ListMembers(ctx, "big", "u1", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids(got)) != "[u2 u3]" {
+			t.Errorf("page of a big channel: %v", ids(got))
+		}
+	}
+	if f.cache.Len() != 0 {
+		t.Error("a channel over MaxMembers was cached")
+	}
+	for _, c := range []string{"a", "b", "c"} {
+		f.add(t, c, "u1")
+		if _, err := f.cache.ListMembers(ctx, c, "", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.cache.Len() != 2 {
+		t.Errorf("%d channels cached, want MaxChannels 2", f.cache.Len())
+	}
+}

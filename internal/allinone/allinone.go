@@ -302,6 +302,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	services = append(services, named{"notification", notify})
+	// The services have created their collections: index them for
+	// FerretDB's _id lookups now rather than on the next sweep.
+	if err := backends.IndexIDs(ctx); err != nil {
+		log.Warn("index _id lookups", slog.Any("error", err))
+	}
 
 	checks := health.New(log)
 	checks.Add("mongodb", health.MongoCheck(clients.mongo))

@@ -26,7 +26,17 @@ type Backends struct {
 	NATSURL  string
 	RedisURL string
 
+	mongo   *Mongo                        // nil when MongoDB is external
 	closers []func(context.Context) error // in start order
+}
+
+// IndexIDs runs the embedded FerretDB's _id index fix-up now (see
+// Mongo.IndexIDs); with an external MongoDB it does nothing.
+func (b *Backends) IndexIDs(ctx context.Context) error {
+	if b.mongo == nil {
+		return nil
+	}
+	return b.mongo.IndexIDs(ctx)
 }
 
 // Start starts the embedded backends that cfg does not name as external.
@@ -47,6 +57,7 @@ func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 			return nil, err
 		}
 		b.MongoURI = m.URI()
+		b.mongo = m
 		b.closers = append(b.closers, m.Close)
 	}
 	if b.NATSURL == "" {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -30,10 +31,13 @@ var ferretdbNewMu sync.Mutex
 
 // Mongo is an embedded FerretDB speaking the MongoDB wire protocol.
 type Mongo struct {
-	uri    string
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the Run goroutine returns
-	once   sync.Once
+	uri     string
+	dir     string
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the Run goroutine returns
+	indexed chan struct{} // closed when the index loop returns
+	once    sync.Once
 }
 
 // StartMongo starts FerretDB with the SQLite handler on cfg.Dir. ctx bounds
@@ -79,14 +83,46 @@ func StartMongo(ctx context.Context, cfg MongoConfig) (*Mongo, error) {
 	// ferretdb.New already listens, so the URI (with the real port when
 	// port 0 was asked for) is known before Run; its doc comment is stale.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m := &Mongo{uri: fdb.MongoDBURI(), cancel: cancel, done: make(chan struct{})}
+	m := &Mongo{
+		uri: fdb.MongoDBURI(), dir: dir, log: logger, cancel: cancel,
+		done: make(chan struct{}), indexed: make(chan struct{}),
+	}
 	go func() {
 		defer close(m.done)
 		if err := fdb.Run(runCtx); err != nil {
 			logger.Error("ferretdb stopped", slog.Any("error", err))
 		}
 	}()
+	go m.indexLoop(runCtx)
 	return m, nil
+}
+
+// indexLoop adds the _id lookup index (see idindex.go) to collections as
+// FerretDB creates them, until ctx ends.
+func (m *Mongo) indexLoop(ctx context.Context) {
+	defer close(m.indexed)
+	t := time.NewTicker(idIndexInterval)
+	defer t.Stop()
+	for {
+		if err := m.IndexIDs(ctx); err != nil && ctx.Err() == nil {
+			m.log.Error("index _id lookups", slog.Any("error", err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// IndexIDs adds the _id lookup index to every collection that lacks it
+// now, rather than within the next couple of seconds. The all-in-one calls
+// it once its services have created their collections.
+func (m *Mongo) IndexIDs(ctx context.Context) error {
+	if _, err := indexIDs(ctx, m.dir); err != nil {
+		return fmt.Errorf("mongo: %w", err)
+	}
+	return nil
 }
 
 // URI returns a mongodb:// URI for mongo-driver/v2.
@@ -97,10 +133,12 @@ func (m *Mongo) URI() string { return m.uri }
 // disconnect clients first for a fast Close.
 func (m *Mongo) Close(ctx context.Context) error {
 	m.once.Do(m.cancel)
-	select {
-	case <-m.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("close mongo: %w", ctx.Err())
+	for _, done := range []chan struct{}{m.indexed, m.done} {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("close mongo: %w", ctx.Err())
+		}
 	}
+	return nil
 }

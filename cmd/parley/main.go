@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logLevel   string
 		adminUsers string
 		demo       bool
+		pprofAddr  string
 	)
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "localhost:8080", "address of the HTTP server (REST, WebSocket, web client)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "parley-data", "directory for the embedded backends' data (kept across restarts)")
@@ -59,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&n.FCMProjectID, "fcm-project-id", "", "Firebase project for FCM push (empty: push is recorded as dry runs)")
 	fs.StringVar(&n.FCMCredentialsFile, "fcm-credentials-file", "", "FCM service-account key file")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	if err := config.Parse(fs, args); err != nil {
 		return err
 	}
@@ -75,6 +77,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg.Logger = log
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if pprofAddr != "" {
+		wait, err := servePprof(ctx, pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer wait()
+		defer cancel()
+	}
 	var (
 		seeding sync.WaitGroup
 		seedErr error

@@ -164,19 +164,30 @@ func (s *Service) storeMessage(ctx context.Context, m Message) (Message, error) 
 	return Message{}, fmt.Errorf("%w: no free seq in channel %s after %d attempts", ErrAborted, m.ChannelID, s.seqAttempts)
 }
 
-// afterSend finishes a stored message: the channel's preview and the
-// sender's read position, the events, the history cache; then the outbox
-// entry goes. The relay calls it again after a failure; every step is
-// idempotent.
+// afterSend finishes a stored message: the history cache and the event
+// first, so recipients get it as soon as possible; then the channel's
+// preview and the sender's read position; then the outbox entry goes. The
+// relay calls it again after a failure; every step is idempotent (a
+// republished event is dropped by JetStream as a duplicate).
 func (s *Service) afterSend(ctx context.Context, e OutboxEntry) error {
 	m := *e.Event.Message
+	cacheErr := s.cachePut(ctx, m)
+	if err := s.events.Publish(ctx, e.Event); err != nil {
+		return errors.Join(fmt.Errorf("publish %s %s: %w", e.Event.Type, e.ID, err), cacheErr)
+	}
+	if cacheErr != nil {
+		return cacheErr // the entry stays, so the relay retries the cache
+	}
 	if err := s.channels.SetLastMessage(ctx, m); err != nil {
 		return fmt.Errorf("update channel preview: %w", err)
 	}
 	if _, err := s.channels.MarkRead(ctx, m.ChannelID, m.UserID, m.Seq); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("advance the sender's read position: %w", err)
 	}
-	return s.announceMessage(ctx, e)
+	if err := s.outbox.DeleteOutbox(ctx, e.ID); err != nil {
+		s.log.WarnContext(ctx, "delete outbox entry", slog.String("event_id", e.ID), slog.Any("error", err))
+	}
+	return nil
 }
 
 // announceMessage updates the cache, publishes the message event, and

@@ -64,6 +64,7 @@ type Store struct {
 	entries map[string]*entry
 	lru     *list.List // of *entry, most recently used first
 	fills   map[string]*fill
+	bulk    *fill // a load of every channel in flight, if any
 }
 
 var _ chat.ChannelStore = (*Store)(nil)
@@ -72,22 +73,42 @@ var _ chat.ChannelStore = (*Store)(nil)
 type entry struct {
 	channelID string
 	members   []chat.Member
-	expires   time.Time
-	elem      *list.Element
+	// tooBig marks a channel over MaxMembers: listed from the store every
+	// time, but known to be, so a bulk load is not repeated for it.
+	tooBig  bool
+	expires time.Time
+	elem    *list.Element
 }
 
-// fill is a load of one channel's list in flight; concurrent readers wait
-// for it instead of loading the same list again.
+// fill is a load in flight, of one channel's list or (bulk) of every
+// channel's; concurrent readers wait for it instead of loading again.
 type fill struct {
 	done chan struct{}
 	err  error
-	// stale is set by a write to the channel while the load ran: the
-	// result may miss it, so it is handed to the waiters but not kept.
-	stale bool
-	// reads are read positions stored while the load ran, applied to its
-	// result before it is kept (sends mark read all the time, so marking
-	// the load stale instead would rarely let a busy channel's list in).
-	reads map[string]int64
+	// stale holds the channels whose membership was written while the
+	// load ran: the result may miss the write, so it is not kept for them.
+	stale map[string]bool
+	// reads are read positions stored while the load ran (channel, then
+	// user), applied to the result before it is kept: sends mark read all
+	// the time, so treating them as stale would rarely let a busy
+	// channel's list in.
+	reads map[string]map[string]int64
+}
+
+func newFill() *fill {
+	return &fill{done: make(chan struct{}), stale: map[string]bool{}, reads: map[string]map[string]int64{}}
+}
+
+// BulkLister is implemented by stores whose query for one channel's
+// members reads every membership anyway (FerretDB v1 filters in memory
+// after reading the whole collection). The cache then loads every
+// channel's list in one read instead of one such read per channel.
+type BulkLister interface {
+	// ScansAllMembers reports whether a query by channel reads every
+	// membership.
+	ScansAllMembers() bool
+	// AllMembers returns every channel's members, each sorted by user id.
+	AllMembers(ctx context.Context) (map[string][]chat.Member, error)
 }
 
 // New wraps inner.
@@ -120,7 +141,7 @@ func (s *Store) ListMembers(ctx context.Context, channelID, afterUserID string, 
 	}
 	s.mu.Lock()
 	e := s.fresh(channelID)
-	if e == nil {
+	if e == nil || e.tooBig {
 		// Too big to keep, or dropped by a write since the load.
 		s.mu.Unlock()
 		return s.ChannelStore.ListMembers(ctx, channelID, afterUserID, limit)
@@ -142,7 +163,7 @@ func (s *Store) CountMembers(ctx context.Context, channelIDs []string) (map[stri
 	var rest []string
 	s.mu.Lock()
 	for _, id := range channelIDs {
-		if e := s.fresh(id); e != nil {
+		if e := s.fresh(id); e != nil && !e.tooBig {
 			counts[id] = int64(len(e.members))
 		} else {
 			rest = append(rest, id)
@@ -190,17 +211,17 @@ func (s *Store) MarkRead(ctx context.Context, channelID, userID string, seq int6
 	stored, err := s.ChannelStore.MarkRead(ctx, channelID, userID, seq)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f := s.fills[channelID]; f != nil {
+	for _, f := range s.inFlight(channelID) {
 		if err != nil {
-			f.stale = true // the outcome is unknown
-		} else {
-			if f.reads == nil {
-				f.reads = map[string]int64{}
-			}
-			f.reads[userID] = max(f.reads[userID], stored)
+			f.stale[channelID] = true // the outcome is unknown
+			continue
 		}
+		if f.reads[channelID] == nil {
+			f.reads[channelID] = map[string]int64{}
+		}
+		f.reads[channelID][userID] = max(f.reads[channelID][userID], stored)
 	}
-	if e := s.entries[channelID]; e != nil {
+	if e := s.entries[channelID]; e != nil && !e.tooBig {
 		i, found := indexOf(e.members, userID)
 		switch {
 		case err == nil && found:
@@ -224,42 +245,109 @@ func indexOf(members []chat.Member, userID string) (int, bool) {
 // load makes sure a fresh list of the channel is cached, unless it is too
 // big, loading it (once for all concurrent callers) if needed.
 func (s *Store) load(ctx context.Context, channelID string) error {
-	s.mu.Lock()
-	if s.fresh(channelID) != nil {
-		s.mu.Unlock()
-		return nil
+	bulk, _ := s.ChannelStore.(BulkLister)
+	if bulk != nil && !bulk.ScansAllMembers() {
+		bulk = nil
 	}
-	if f := s.fills[channelID]; f != nil {
-		s.mu.Unlock()
-		select {
-		case <-f.done:
-			return f.err
-		case <-ctx.Done():
-			return ctx.Err()
+	waitedForBulk := false
+	for {
+		s.mu.Lock()
+		if s.fresh(channelID) != nil {
+			s.mu.Unlock()
+			return nil
 		}
+		f, single := s.fills[channelID], true
+		if f == nil && bulk != nil && !waitedForBulk && s.bulk != nil {
+			f, single, waitedForBulk = s.bulk, false, true
+		}
+		if f != nil {
+			s.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if single || f.err != nil {
+				return f.err
+			}
+			continue // the bulk load may have left this channel out
+		}
+		f = newFill()
+		useBulk := bulk != nil && !waitedForBulk
+		if useBulk {
+			s.bulk = f
+		} else {
+			s.fills[channelID] = f
+		}
+		s.mu.Unlock()
+		return s.run(ctx, f, channelID, bulk, useBulk)
 	}
-	f := &fill{done: make(chan struct{})}
-	s.fills[channelID] = f
-	s.mu.Unlock()
+}
 
+// run performs a load and keeps what it may.
+func (s *Store) run(ctx context.Context, f *fill, channelID string, bulk BulkLister, useBulk bool) error {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
-	members, err := s.ChannelStore.ListMembers(fctx, channelID, "", s.cfg.MaxMembers+1)
+	var all map[string][]chat.Member
+	var err error
+	if useBulk {
+		all, err = bulk.AllMembers(fctx)
+	} else {
+		var members []chat.Member
+		members, err = s.ChannelStore.ListMembers(fctx, channelID, "", s.cfg.MaxMembers+1)
+		all = map[string][]chat.Member{channelID: members}
+	}
 	cancel()
 
 	s.mu.Lock()
-	delete(s.fills, channelID)
+	if useBulk {
+		s.bulk = nil
+	} else {
+		delete(s.fills, channelID)
+	}
 	f.err = err
-	if err == nil && len(members) <= s.cfg.MaxMembers && !f.stale {
-		for userID, seq := range f.reads {
-			if i, found := indexOf(members, userID); found {
-				members[i].LastReadSeq = max(members[i].LastReadSeq, seq)
+	if err == nil {
+		// The channel asked for last, so it is the most recently used.
+		for id, members := range all {
+			if id != channelID && s.entries[id] == nil {
+				s.keepLoaded(f, id, members)
 			}
 		}
-		s.keep(channelID, members)
+		s.keepLoaded(f, channelID, all[channelID]) // none listed: no members
 	}
 	s.mu.Unlock()
 	close(f.done)
 	return err
+}
+
+// keepLoaded keeps a loaded list unless it is too big or was written to
+// during the load, with the read positions stored meanwhile. s.mu is held.
+func (s *Store) keepLoaded(f *fill, channelID string, members []chat.Member) {
+	if f.stale[channelID] {
+		return
+	}
+	if len(members) > s.cfg.MaxMembers {
+		s.keep(channelID, nil)
+		s.entries[channelID].tooBig = true
+		return
+	}
+	for userID, seq := range f.reads[channelID] {
+		if i, found := indexOf(members, userID); found {
+			members[i].LastReadSeq = max(members[i].LastReadSeq, seq)
+		}
+	}
+	s.keep(channelID, members)
+}
+
+// inFlight returns the loads that may cover the channel. s.mu is held.
+func (s *Store) inFlight(channelID string) []*fill {
+	var fs []*fill
+	if f := s.fills[channelID]; f != nil {
+		fs = append(fs, f)
+	}
+	if s.bulk != nil {
+		fs = append(fs, s.bulk)
+	}
+	return fs
 }
 
 // fresh returns the channel's unexpired entry, marking it used. s.mu is
@@ -296,8 +384,8 @@ func (s *Store) keep(channelID string, members []chat.Member) {
 func (s *Store) forget(channelID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f := s.fills[channelID]; f != nil {
-		f.stale = true
+	for _, f := range s.inFlight(channelID) {
+		f.stale[channelID] = true
 	}
 	if e := s.entries[channelID]; e != nil {
 		s.drop(e)
@@ -314,5 +402,11 @@ func (s *Store) drop(e *entry) {
 func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.entries)
+	n := 0
+	for _, e := range s.entries {
+		if !e.tooBig {
+			n++
+		}
+	}
+	return n
 }

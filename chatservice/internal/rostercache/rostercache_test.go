@@ -18,21 +18,42 @@ import (
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // counting is the real store, counting the member listings that reach it
-// and optionally holding them until released.
+// (of one channel, or of all in bulk) and optionally holding them until
+// released. bulk decides whether the cache loads every channel at once,
+// as it does on FerretDB, or one channel at a time, as on MongoDB.
 type counting struct {
 	*store.Store
+	bulk  bool
 	lists atomic.Int64
 	hold  chan chan struct{} // when set, a listing sends a channel and waits for it to close
 }
 
-func (c *counting) ListMembers(ctx context.Context, channelID, after string, limit int) ([]chat.Member, error) {
+func (c *counting) wait() {
 	c.lists.Add(1)
 	if c.hold != nil {
 		release := make(chan struct{})
 		c.hold <- release
 		<-release
 	}
+}
+
+func (c *counting) ListMembers(ctx context.Context, channelID, after string, limit int) ([]chat.Member, error) {
+	c.wait()
 	return c.Store.ListMembers(ctx, channelID, after, limit)
+}
+
+func (c *counting) ScansAllMembers() bool { return c.bulk }
+
+func (c *counting) AllMembers(ctx context.Context) (map[string][]chat.Member, error) {
+	c.wait()
+	return c.Store.AllMembers(ctx)
+}
+
+// modes runs a test with loads of one channel and with bulk loads.
+func modes(t *testing.T, test func(t *testing.T, bulk bool)) {
+	for _, bulk := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bulk=%v", bulk), func(t *testing.T) { test(t, bulk) })
+	}
 }
 
 // clock is a settable clock.
@@ -59,7 +80,7 @@ type fixture struct {
 	clock *clock
 }
 
-func newFixture(t *testing.T, cfg rostercache.Config) *fixture {
+func newFixture(t *testing.T, cfg rostercache.Config, bulk bool) *fixture {
 	t.Helper()
 	st := store.New(testenv.New(t).Mongo(t))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -67,7 +88,7 @@ func newFixture(t *testing.T, cfg rostercache.Config) *fixture {
 	if err := st.EnsureIndexes(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{inner: &counting{Store: st}, clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	f := &fixture{inner: &counting{Store: st, bulk: bulk}, clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
 	cfg.Now = f.clock.Now
 	f.cache = rostercache.New(f.inner, cfg)
 	return f
@@ -91,41 +112,43 @@ func ids(ms []chat.Member) []string {
 }
 
 func TestPagesMatchTheStore(t *testing.T) {
-	f := newFixture(t, rostercache.Config{})
-	f.add(t, "c", "u3", "u1", "u5", "u2", "u4")
-	f.add(t, "other", "u1")
-	ctx := t.Context()
-	tests := []struct {
-		after string
-		limit int
-	}{
-		{"", 0}, {"", 2}, {"u2", 2}, {"u4", 10}, {"u5", 10}, {"a", 1}, {"zz", 3},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("after=%q/limit=%d", tt.after, tt.limit), func(t *testing.T) {
-			want, err := f.inner.Store.ListMembers(ctx, "c", tt.after, tt.limit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := f.cache.ListMembers(ctx, "c", tt.after, tt.limit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
-				t.Errorf("cache %v, store %v", ids(got), ids(want))
-			}
-		})
-	}
-	if n := f.inner.lists.Load(); n != 1 {
-		t.Errorf("%d listings reached the store, want 1 (the fill)", n)
-	}
-	counts, err := f.cache.CountMembers(ctx, []string{"c", "other", "none"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if counts["c"] != 5 || counts["other"] != 1 || counts["none"] != 0 {
-		t.Errorf("counts %v", counts)
-	}
+	modes(t, func(t *testing.T, bulk bool) {
+		f := newFixture(t, rostercache.Config{}, bulk)
+		f.add(t, "c", "u3", "u1", "u5", "u2", "u4")
+		f.add(t, "other", "u1")
+		ctx := t.Context()
+		tests := []struct {
+			after string
+			limit int
+		}{
+			{"", 0}, {"", 2}, {"u2", 2}, {"u4", 10}, {"u5", 10}, {"a", 1}, {"zz", 3},
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("after=%q/limit=%d", tt.after, tt.limit), func(t *testing.T) {
+				want, err := f.inner.Store.ListMembers(ctx, "c", tt.after, tt.limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := f.cache.ListMembers(ctx, "c", tt.after, tt.limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
+					t.Errorf("cache %v, store %v", ids(got), ids(want))
+				}
+			})
+		}
+		if n := f.inner.lists.Load(); n != 1 {
+			t.Errorf("%d listings reached the store, want 1 (the fill)", n)
+		}
+		counts, err := f.cache.CountMembers(ctx, []string{"c", "other", "none"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts["c"] != 5 || counts["other"] != 1 || counts["none"] != 0 {
+			t.Errorf("counts %v", counts)
+		}
+	})
 }
 
 func TestWritesRefreshTheList(t *testing.T) {
@@ -154,64 +177,68 @@ func TestWritesRefreshTheList(t *testing.T) {
 		}, "[u1 u2 u3]"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t, rostercache.Config{})
-			f.add(t, "c", "u1", "u2")
-			if _, err := f.cache.ListMembers(ctx, "c", "", 0); err != nil {
-				t.Fatal(err)
-			}
-			tt.write(t, f)
-			got, err := f.cache.ListMembers(ctx, "c", "", 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var s []string
-			for _, m := range got {
-				if m.Role != chat.RoleMember {
-					s = append(s, m.UserID+":"+m.Role)
-				} else {
-					s = append(s, m.UserID)
+		modes(t, func(t *testing.T, bulk bool) {
+			t.Run(tt.name, func(t *testing.T) {
+				f := newFixture(t, rostercache.Config{}, bulk)
+				f.add(t, "c", "u1", "u2")
+				if _, err := f.cache.ListMembers(ctx, "c", "", 0); err != nil {
+					t.Fatal(err)
 				}
-			}
-			if fmt.Sprint(s) != tt.want {
-				t.Errorf("after the write: %v, want %s", s, tt.want)
-			}
-			if n := f.inner.lists.Load(); n != 2 {
-				t.Errorf("%d listings reached the store, want 2", n)
-			}
+				tt.write(t, f)
+				got, err := f.cache.ListMembers(ctx, "c", "", 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var s []string
+				for _, m := range got {
+					if m.Role != chat.RoleMember {
+						s = append(s, m.UserID+":"+m.Role)
+					} else {
+						s = append(s, m.UserID)
+					}
+				}
+				if fmt.Sprint(s) != tt.want {
+					t.Errorf("after the write: %v, want %s", s, tt.want)
+				}
+				if n := f.inner.lists.Load(); n != 2 {
+					t.Errorf("%d listings reached the store, want 2", n)
+				}
+			})
 		})
 	}
 }
 
 func TestMarkReadUpdatesInPlace(t *testing.T) {
-	f := newFixture(t, rostercache.Config{})
-	ctx := t.Context()
-	f.add(t, "c", "u1", "u2")
-	if _, err := f.cache.ListMembers(ctx, "c", "", 0); err != nil {
-		t.Fatal(err)
-	}
-	for _, seq := range []int64{5, 3} {
-		if _, err := f.cache.MarkRead(ctx, "c", "u2", seq); err != nil {
+	modes(t, func(t *testing.T, bulk bool) {
+		f := newFixture(t, rostercache.Config{}, bulk)
+		ctx := t.Context()
+		f.add(t, "c", "u1", "u2")
+		if _, err := f.cache.ListMembers(ctx, "c", "", 0); err != nil {
 			t.Fatal(err)
 		}
-	}
-	got, err := f.cache.ListMembers(ctx, "c", "u1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0].LastReadSeq != 5 {
-		t.Errorf("u2 after reading 5 then 3: %+v", got)
-	}
-	if n := f.inner.lists.Load(); n != 1 {
-		t.Errorf("%d listings reached the store, want 1", n)
-	}
-	// Not a member: the store says so and the list stays.
-	if _, err := f.cache.MarkRead(ctx, "c", "u9", 1); err == nil {
-		t.Error("MarkRead of a non-member succeeded")
-	}
-	if f.cache.Len() != 1 {
-		t.Error("a refused MarkRead dropped the list")
-	}
+		for _, seq := range []int64{5, 3} {
+			if _, err := f.cache.MarkRead(ctx, "c", "u2", seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := f.cache.ListMembers(ctx, "c", "u1", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].LastReadSeq != 5 {
+			t.Errorf("u2 after reading 5 then 3: %+v", got)
+		}
+		if n := f.inner.lists.Load(); n != 1 {
+			t.Errorf("%d listings reached the store, want 1", n)
+		}
+		// Not a member: the store says so and the list stays.
+		if _, err := f.cache.MarkRead(ctx, "c", "u9", 1); err == nil {
+			t.Error("MarkRead of a non-member succeeded")
+		}
+		if f.cache.Len() != 1 {
+			t.Error("a refused MarkRead dropped the list")
+		}
+	})
 }
 
 // TestConcurrentReadersShareOneFill holds the fill until every reader
@@ -219,84 +246,126 @@ func TestMarkReadUpdatesInPlace(t *testing.T) {
 // fill runs keeps its result out of the cache, and a MarkRead while a fill
 // runs is applied to it.
 func TestConcurrentReadersShareOneFill(t *testing.T) {
-	f := newFixture(t, rostercache.Config{})
-	ctx := t.Context()
-	f.add(t, "c", "u1", "u2")
-	f.inner.hold = make(chan chan struct{})
+	modes(t, func(t *testing.T, bulk bool) {
+		f := newFixture(t, rostercache.Config{}, bulk)
+		ctx := t.Context()
+		f.add(t, "c", "u1", "u2")
+		f.inner.hold = make(chan chan struct{})
 
-	const readers = 8
-	var wg sync.WaitGroup
-	results := make([][]chat.Member, readers)
-	for i := range readers {
-		wg.Go(func() {
-			var err error
-			if results[i], err = f.cache.ListMembers(ctx, "c", "", 0); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	release := <-f.inner.hold // the one fill
-	if _, err := f.cache.MarkRead(ctx, "c", "u1", 7); err != nil {
-		t.Fatal(err)
-	}
-	close(release)
-	wg.Wait()
-	f.inner.hold = nil
-	if n := f.inner.lists.Load(); n != 1 {
-		t.Errorf("%d listings for %d concurrent readers, want 1", n, readers)
-	}
-	got, err := f.cache.ListMembers(ctx, "c", "", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got[0].LastReadSeq != 7 {
-		t.Errorf("cached list after a MarkRead during the fill: %+v", got)
-	}
-
-	// A membership write during a fill: the fill's result is not kept.
-	f.clock.advance(rostercache.DefaultTTL)
-	f.inner.hold = make(chan chan struct{})
-	done := make(chan error, 1)
-	go func() { _, err := f.cache.ListMembers(ctx, "c", "", 0); done <- err }()
-	release = <-f.inner.hold
-	f.inner.hold = nil
-	f.add(t, "c", "u3")
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	got, err = f.cache.ListMembers(ctx, "c", "", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(ids(got)) != "[u1 u2 u3]" {
-		t.Errorf("list after a join during a fill: %v", ids(got))
-	}
-}
-
-func TestLimits(t *testing.T) {
-	f := newFixture(t, rostercache.Config{MaxChannels: 2, MaxMembers: 3})
-	ctx := t.Context()
-	f.add(t, "big", "u1", "u2", "u3", "u4")
-	for range 2 {
-		got, err := f.cache.ListMembers(ctx, "big", "u1", 2)
+		const readers = 8
+		var wg sync.WaitGroup
+		results := make([][]chat.Member, readers)
+		for i := range readers {
+			wg.Go(func() {
+				var err error
+				if results[i], err = f.cache.ListMembers(ctx, "c", "", 0); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		release := <-f.inner.hold // the one fill
+		if _, err := f.cache.MarkRead(ctx, "c", "u1", 7); err != nil {
+			t.Fatal(err)
+		}
+		close(release)
+		wg.Wait()
+		f.inner.hold = nil
+		if n := f.inner.lists.Load(); n != 1 {
+			t.Errorf("%d listings for %d concurrent readers, want 1", n, readers)
+		}
+		got, err := f.cache.ListMembers(ctx, "c", "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(ids(got)) != "[u2 u3]" {
-			t.Errorf("page of a big channel: %v", ids(got))
+		if len(got) != 2 || got[0].LastReadSeq != 7 {
+			t.Errorf("cached list after a MarkRead during the fill: %+v", got)
 		}
-	}
-	if f.cache.Len() != 0 {
-		t.Error("a channel over MaxMembers was cached")
-	}
-	for _, c := range []string{"a", "b", "c"} {
-		f.add(t, c, "u1")
-		if _, err := f.cache.ListMembers(ctx, c, "", 0); err != nil {
+
+		// A membership write during a fill: the fill's result is not kept.
+		f.clock.advance(rostercache.DefaultTTL)
+		f.inner.hold = make(chan chan struct{})
+		done := make(chan error, 1)
+		go func() { _, err := f.cache.ListMembers(ctx, "c", "", 0); done <- err }()
+		release = <-f.inner.hold
+		f.inner.hold = nil
+		f.add(t, "c", "u3")
+		close(release)
+		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
+		got, err = f.cache.ListMembers(ctx, "c", "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids(got)) != "[u1 u2 u3]" {
+			t.Errorf("list after a join during a fill: %v", ids(got))
+		}
+	})
+}
+
+func TestLimits(t *testing.T) {
+	modes(t, func(t *testing.T, bulk bool) {
+		f := newFixture(t, rostercache.Config{MaxChannels: 2, MaxMembers: 3}, bulk)
+		ctx := t.Context()
+		f.add(t, "big", "u1", "u2", "u3", "u4")
+		for range 2 {
+			got, err := f.cache.ListMembers(ctx, "big", "u1", 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(ids(got)) != "[u2 u3]" {
+				t.Errorf("page of a big channel: %v", ids(got))
+			}
+		}
+		if f.cache.Len() != 0 {
+			t.Error("a channel over MaxMembers was cached")
+		}
+		// One load, which finds it too big, then the store for each page.
+		if n := f.inner.lists.Load(); n != 3 {
+			t.Errorf("%d listings for two pages of a big channel, want 3", n)
+		}
+		for _, c := range []string{"a", "b", "c"} {
+			f.add(t, c, "u1")
+			if _, err := f.cache.ListMembers(ctx, c, "", 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if f.cache.Len() != 2 {
+			t.Errorf("%d channels cached, want MaxChannels 2", f.cache.Len())
+		}
+	})
+}
+
+// TestBulkLoadFillsEveryChannel: where a query by channel reads every
+// membership anyway, one load caches every channel.
+func TestBulkLoadFillsEveryChannel(t *testing.T) {
+	f := newFixture(t, rostercache.Config{}, true)
+	ctx := t.Context()
+	f.add(t, "a", "u1", "u2")
+	f.add(t, "b", "u2")
+	f.add(t, "c", "u3", "u1")
+	want := map[string]string{"a": "[u1 u2]", "b": "[u2]", "c": "[u1 u3]", "empty": "[]"}
+	for _, id := range []string{"a", "b", "c", "empty"} {
+		got, err := f.cache.ListMembers(ctx, id, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids(got)) != want[id] {
+			t.Errorf("%s: %v, want %s", id, ids(got), want[id])
+		}
 	}
-	if f.cache.Len() != 2 {
-		t.Errorf("%d channels cached, want MaxChannels 2", f.cache.Len())
+	// A channel without members is not in the bulk result: it takes a
+	// load of its own, which then remembers it as empty.
+	if n := f.inner.lists.Load(); n != 2 {
+		t.Errorf("%d listings for three channels and an empty one, want 2", n)
+	}
+	if _, err := f.cache.ListMembers(ctx, "empty", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.inner.lists.Load(); n != 2 {
+		t.Errorf("the empty channel was loaded again")
+	}
+	if f.cache.Len() != 4 {
+		t.Errorf("%d channels cached, want 4", f.cache.Len())
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -260,6 +262,37 @@ func (s *Store) findMembers(ctx context.Context, filter, sort bson.D, limit int)
 	out := make([]chat.Member, len(docs))
 	for i, d := range docs {
 		out[i] = fromDocMember(d)
+	}
+	return out, nil
+}
+
+// ScansAllMembers reports whether a query of the members by channel reads
+// the whole collection: on FerretDB v1, which filters in memory. The
+// member cache then loads every channel at once (AllMembers).
+func (s *Store) ScansAllMembers() bool { return s.idFiltersOnly.Load() }
+
+// AllMembers returns every membership, by channel, each channel's sorted
+// by user id: one read of the collection, sorted here rather than by the
+// server (FerretDB v1 sorts in memory too).
+func (s *Store) AllMembers(ctx context.Context) (map[string][]chat.Member, error) {
+	cur, err := s.members.Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("find all members: %w", err)
+	}
+	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
+	out := map[string][]chat.Member{}
+	for cur.Next(ctx) {
+		var d memberDoc
+		if err := cur.Decode(&d); err != nil {
+			return nil, fmt.Errorf("read members: %w", err)
+		}
+		out[d.ChannelID] = append(out[d.ChannelID], fromDocMember(d))
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("read members: %w", err)
+	}
+	for _, ms := range out {
+		slices.SortFunc(ms, func(a, b chat.Member) int { return strings.Compare(a.UserID, b.UserID) })
 	}
 	return out, nil
 }

@@ -178,6 +178,13 @@ func TestMembers(t *testing.T) {
 	if _, _, err := s.AddMember(ctx, chat.Member{ChannelID: "other", UserID: "u1", Role: chat.RoleOwner}); err != nil {
 		t.Fatal(err)
 	}
+	all, err := s.AllMembers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || len(all["c"]) != 3 || all["c"][0].UserID != "u1" || all["c"][2].UserID != "u3" || all["other"][0].Role != chat.RoleOwner {
+		t.Fatalf("AllMembers: %+v", all)
+	}
 	page, err := s.ListMembers(ctx, "c", "u1", 10)
 	if err != nil || len(page) != 2 || page[0].UserID != "u2" || page[1].UserID != "u3" {
 		t.Fatalf("ListMembers after u1: %+v %v", page, err)

@@ -211,25 +211,25 @@ func (s *Store) MarkRead(ctx context.Context, channelID, userID string, seq int6
 	stored, err := s.ChannelStore.MarkRead(ctx, channelID, userID, seq)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err != nil {
+		// The position may or may not have moved. A cached position that
+		// is too low is harmless (unread counts and notifications err on
+		// the side of unread) and is corrected by the next read or load;
+		// dropping lists here would empty the cache whenever the store is
+		// slow, when loads cost the most.
+		return stored, err
+	}
 	for _, f := range s.inFlight(channelID) {
-		if err != nil {
-			f.stale[channelID] = true // the outcome is unknown
-			continue
-		}
 		if f.reads[channelID] == nil {
 			f.reads[channelID] = map[string]int64{}
 		}
 		f.reads[channelID][userID] = max(f.reads[channelID][userID], stored)
 	}
 	if e := s.entries[channelID]; e != nil && !e.tooBig {
-		i, found := indexOf(e.members, userID)
-		switch {
-		case err == nil && found:
+		if i, found := indexOf(e.members, userID); found {
 			e.members[i].LastReadSeq = max(e.members[i].LastReadSeq, stored)
-		case err == nil || found:
-			// A member the list does not know, or an outcome we cannot
-			// tell: the list is wrong or may be.
-			s.drop(e)
+		} else {
+			s.drop(e) // a member the list does not know: the list is wrong
 		}
 	}
 	return stored, err
@@ -306,9 +306,13 @@ func (s *Store) run(ctx context.Context, f *fill, channelID string, bulk BulkLis
 	}
 	f.err = err
 	if err == nil {
-		// The channel asked for last, so it is the most recently used.
+		// Every channel whose list is missing or expired (they expire
+		// together after a bulk load, and each would otherwise take a
+		// bulk load of its own); the channel asked for last, so it is the
+		// most recently used.
+		now := s.cfg.Now()
 		for id, members := range all {
-			if id != channelID && s.entries[id] == nil {
+			if e := s.entries[id]; id != channelID && (e == nil || !now.Before(e.expires)) {
 				s.keepLoaded(f, id, members)
 			}
 		}

@@ -368,4 +368,15 @@ func TestBulkLoadFillsEveryChannel(t *testing.T) {
 	if f.cache.Len() != 4 {
 		t.Errorf("%d channels cached, want 4", f.cache.Len())
 	}
+
+	// After the TTL one bulk load refreshes every channel again.
+	f.clock.advance(rostercache.DefaultTTL)
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := f.cache.ListMembers(ctx, id, "", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.inner.lists.Load(); n != 3 {
+		t.Errorf("%d listings in all after expiry, want 3 (one more bulk load)", n)
+	}
 }

@@ -27,6 +27,7 @@ func TestIsDuplicateKeyClassifiesErrors(t *testing.T) {
 		{"nil", nil, false},
 		{"plain error saying duplicate key", errors.New("duplicate key"), false},
 		{"write exception 11000", mongo.WriteException{WriteErrors: []mongo.WriteError{{Code: 11000, Message: "E11000 duplicate key error"}}}, true},
+		{"write error 11000 (one of a bulk write's)", mongo.WriteError{Code: 11000, Message: "E11000 duplicate key error"}, true},
 		{"command error 11001", mongo.CommandError{Code: 11001, Message: "dup"}, true},
 		{"command error 12582", mongo.CommandError{Code: 12582, Message: "dup"}, true},
 		{"FerretDB internal error from SQLite", mongo.CommandError{Code: 1, Message: "UNIQUE constraint failed: t.idx"}, true},

@@ -13,12 +13,13 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
+	"github.com/parleyhq/parley/platform/mongoutil"
 )
 
 // InsertChannel stores a new channel.
 func (s *Store) InsertChannel(ctx context.Context, ch chat.Channel) error {
 	if _, err := s.channels.InsertOne(ctx, toDocChannel(ch)); err != nil {
-		if isDuplicateKey(err) {
+		if mongoutil.IsDuplicateKey(err) {
 			return fmt.Errorf("channel %s: %w", ch.ID, chat.ErrDuplicate)
 		}
 		return fmt.Errorf("insert channel %s: %w", ch.ID, err)
@@ -152,7 +153,7 @@ func (s *Store) AddMember(ctx context.Context, m chat.Member) (chat.Member, bool
 	if err == nil {
 		return m, true, nil
 	}
-	if !isDuplicateKey(err) {
+	if !mongoutil.IsDuplicateKey(err) {
 		return chat.Member{}, false, fmt.Errorf("insert member %s: %w", d.ID, err)
 	}
 	existing, err := s.GetMember(ctx, m.ChannelID, m.UserID)

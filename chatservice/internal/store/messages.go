@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
+	"github.com/parleyhq/parley/platform/mongoutil"
 )
 
 // upsertAttempts bounds retries of a counter upsert that lost the race to
@@ -30,7 +31,7 @@ func (s *Store) NextSeq(ctx context.Context, channelID string) (int64, error) {
 		if err == nil {
 			return d.Seq, nil
 		}
-		if !isDuplicateKey(err) {
+		if !mongoutil.IsDuplicateKey(err) {
 			break
 		}
 		// A concurrent upsert created the counter first: the document
@@ -45,7 +46,7 @@ func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error
 		bson.D{{Key: "_id", Value: channelID}},
 		bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: seq}}}},
 		options.UpdateOne().SetUpsert(true))
-	if err != nil && !isDuplicateKey(err) {
+	if err != nil && !mongoutil.IsDuplicateKey(err) {
 		return fmt.Errorf("raise seq of %s: %w", channelID, err)
 	}
 	return nil
@@ -60,7 +61,7 @@ func (s *Store) InsertMessage(ctx context.Context, m chat.Message) error {
 	if err == nil {
 		return nil
 	}
-	if !isDuplicateKey(err) {
+	if !mongoutil.IsDuplicateKey(err) {
 		return fmt.Errorf("insert message %s: %w", m.ID, err)
 	}
 	n, cerr := s.messages.CountDocuments(ctx, bson.D{{Key: "_id", Value: m.ID}})
@@ -199,7 +200,7 @@ func (s *Store) InsertMessages(ctx context.Context, ms []chat.Message) error {
 	var bwe mongo.BulkWriteException
 	if errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0 {
 		for _, we := range bwe.WriteErrors {
-			if we.Code != 11000 && !isDuplicateKey(we) {
+			if we.Code != 11000 && !mongoutil.IsDuplicateKey(we) {
 				return fmt.Errorf("insert messages: %w", err)
 			}
 		}

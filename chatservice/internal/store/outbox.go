@@ -9,12 +9,13 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
+	"github.com/parleyhq/parley/platform/mongoutil"
 )
 
 // PutOutbox stores an outbox entry.
 func (s *Store) PutOutbox(ctx context.Context, e chat.OutboxEntry) error {
 	if _, err := s.outbox.InsertOne(ctx, toDocOutbox(e)); err != nil {
-		if isDuplicateKey(err) {
+		if mongoutil.IsDuplicateKey(err) {
 			return fmt.Errorf("outbox entry %s: %w", e.ID, chat.ErrDuplicate)
 		}
 		return fmt.Errorf("insert outbox entry %s: %w", e.ID, err)

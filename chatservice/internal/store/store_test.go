@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
+	"github.com/parleyhq/parley/platform/mongoutil"
 	"github.com/parleyhq/parley/platform/testenv"
 )
 
@@ -76,8 +77,8 @@ func TestIsDuplicateKey(t *testing.T) {
 			t.Errorf("%s: the server accepted the write", tc.name)
 			continue
 		}
-		if got := isDuplicateKey(tc.err); got != tc.want {
-			t.Errorf("%s: isDuplicateKey(%v) = %v", tc.name, tc.err, got)
+		if got := mongoutil.IsDuplicateKey(tc.err); got != tc.want {
+			t.Errorf("%s: mongoutil.IsDuplicateKey(%v) = %v", tc.name, tc.err, got)
 		}
 	}
 	// The update really was refused.

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/parleyhq/parley/eventbus"
 	"github.com/parleyhq/parley/eventbus/internal/audit"
+	"github.com/parleyhq/parley/platform/mongoutil"
 )
 
 // Collection is the audit log's collection name.
@@ -108,9 +108,9 @@ func fromDoc(d eventDoc) eventbus.Event {
 func (s *EventStore) EnsureIndexes(ctx context.Context) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	ferret, err := isFerretDB(ctx, s.coll.Database())
+	ferret, err := mongoutil.IsFerretDB(ctx, s.coll.Database())
 	if err != nil {
-		return err
+		return fmt.Errorf("store: %w", err)
 	}
 	if ferret {
 		return nil
@@ -146,17 +146,6 @@ func (s *EventStore) EnsureIndexes(ctx context.Context) error {
 	return nil
 }
 
-// isFerretDB tells FerretDB from MongoDB: FerretDB's buildInfo carries a
-// "ferretdbVersion" field.
-func isFerretDB(ctx context.Context, db *mongo.Database) (bool, error) {
-	var info bson.M
-	if err := db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
-		return false, fmt.Errorf("store: buildInfo: %w", err)
-	}
-	_, ok := info["ferretdbVersion"]
-	return ok, nil
-}
-
 // Insert records events with one unordered InsertMany: every event is
 // attempted even when some are duplicates, and duplicates count as
 // recorded.
@@ -178,7 +167,7 @@ func (s *EventStore) Insert(ctx context.Context, evs []eventbus.Event) []error {
 	errs := make([]error, len(evs))
 	var bwe mongo.BulkWriteException
 	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
-		if isDuplicateKey(err) && len(evs) == 1 {
+		if mongoutil.IsDuplicateKey(err) && len(evs) == 1 {
 			return nil
 		}
 		for i := range errs {
@@ -190,40 +179,12 @@ func (s *EventStore) Insert(ctx context.Context, evs []eventbus.Event) []error {
 		if we.Index < 0 || we.Index >= len(evs) {
 			continue
 		}
-		if isDuplicateKey(we) {
+		if mongoutil.IsDuplicateKey(we) {
 			continue
 		}
 		errs[we.Index] = fmt.Errorf("store: insert event %s: %w", evs[we.Index].ID, we)
 	}
 	return errs
-}
-
-// isDuplicateKey reports whether err is a unique-index violation. MongoDB
-// says so with code 11000; FerretDB v1 does too for inserts, but passes
-// some of them through as the backend's message (SQLite "UNIQUE constraint
-// failed", PostgreSQL "duplicate key value violates unique constraint").
-func isDuplicateKey(err error) bool {
-	if err == nil {
-		return false
-	}
-	if mongo.IsDuplicateKeyError(err) {
-		return true
-	}
-	var we mongo.WriteError
-	if errors.As(err, &we) && (we.Code == 11000 || we.Code == 11001) {
-		return true
-	}
-	var bwe mongo.BulkWriteError
-	if errors.As(err, &bwe) && (bwe.Code == 11000 || bwe.Code == 11001) {
-		return true
-	}
-	msg := err.Error()
-	for _, s := range []string{"E11000", "duplicate key", "UNIQUE constraint failed", "unique constraint"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // Get returns one event.

@@ -9,39 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
 	"github.com/parleyhq/parley/eventbus"
 	"github.com/parleyhq/parley/eventbus/internal/audit"
 	"github.com/parleyhq/parley/platform/testenv"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
-
-func TestIsDuplicateKey(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{name: "nil", err: nil, want: false},
-		{name: "other", err: errors.New("connection refused"), want: false},
-		{name: "mongo write error 11000", err: mongo.WriteError{Code: 11000, Message: "E11000 duplicate key error collection: x"}, want: true},
-		{name: "bulk write error 11000", err: mongo.BulkWriteError{WriteError: mongo.WriteError{Code: 11000}}, want: true},
-		{name: "mongo server error", err: mongo.WriteException{WriteErrors: mongo.WriteErrors{{Code: 11000}}}, want: true},
-		{name: "other write error", err: mongo.WriteError{Code: 121, Message: "Document failed validation"}, want: false},
-		{name: "ferretdb sqlite", err: errors.New("sqlite3: constraint failed: UNIQUE constraint failed: events._id"), want: true},
-		{name: "ferretdb postgresql", err: fmt.Errorf("insert: %w", errors.New(`ERROR: duplicate key value violates unique constraint "events_pkey" (SQLSTATE 23505)`)), want: true},
-		{name: "wrapped", err: fmt.Errorf("store: %w", mongo.WriteError{Code: 11000}), want: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := isDuplicateKey(tt.err); got != tt.want {
-				t.Errorf("isDuplicateKey(%v) = %v, want %v", tt.err, got, tt.want)
-			}
-		})
-	}
-}
 
 func newStore(t *testing.T) *EventStore {
 	t.Helper()

@@ -23,6 +23,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parleyhq/parley/notificationservice/internal/notify"
+	"github.com/parleyhq/parley/platform/mongoutil"
 )
 
 // Collection names.
@@ -95,27 +96,6 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, opTimeout)
-}
-
-// isDuplicateKey recognises a unique-index violation. MongoDB reports
-// error code 11000; FerretDB v1 does on inserts, but on an update or
-// upsert it passes on its backend's message instead ("duplicate key value
-// violates unique constraint" from PostgreSQL, "UNIQUE constraint failed"
-// from SQLite), so the text is matched too.
-func isDuplicateKey(err error) bool {
-	if err == nil {
-		return false
-	}
-	if mongo.IsDuplicateKeyError(err) {
-		return true
-	}
-	msg := err.Error()
-	for _, s := range []string{"E11000", "duplicate key", "UNIQUE constraint failed", "unique constraint"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // ---- notifications ----
@@ -218,14 +198,14 @@ func (s *Store) CreateNotifications(ctx context.Context, ns []notify.Notificatio
 	}
 	var bwe mongo.BulkWriteException
 	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
-		if len(ns) == 1 && isDuplicateKey(err) {
+		if len(ns) == 1 && mongoutil.IsDuplicateKey(err) {
 			return []string{ns[0].ID}, nil
 		}
 		return nil, fmt.Errorf("store: insert notifications: %w", err)
 	}
 	var existing []string
 	for _, we := range bwe.WriteErrors {
-		if we.Index < 0 || we.Index >= len(ns) || !(mongo.IsDuplicateKeyError(we) || isDuplicateKey(errors.New(we.Message))) {
+		if we.Index < 0 || we.Index >= len(ns) || !(mongo.IsDuplicateKeyError(we) || mongoutil.IsDuplicateKey(errors.New(we.Message))) {
 			return nil, fmt.Errorf("store: insert notifications: %w", err)
 		}
 		existing = append(existing, ns[we.Index].ID)

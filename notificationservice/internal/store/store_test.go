@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parleyhq/parley/notificationservice/internal/notify"
+	"github.com/parleyhq/parley/platform/mongoutil"
 	"github.com/parleyhq/parley/platform/testenv"
 )
 
@@ -74,13 +75,13 @@ func TestIsDuplicateKey(t *testing.T) {
 		{"insert on the real server", insertErr, true},
 		{"upsert on the real server", upsertErr, true},
 		{"wrapped", fmt.Errorf("x: %w", insertErr), true},
-		{"postgres text", errors.New(`ERROR: duplicate key value violates unique constraint "dupe_k" (SQLSTATE 23505)`), true},
-		{"sqlite text", errors.New("constraint failed: UNIQUE constraint failed: dupe.k (2067)"), true},
+		{"FerretDB/PostgreSQL internal error", mongo.CommandError{Code: 1, Name: "InternalError", Message: `ERROR: duplicate key value violates unique constraint "dupe_k" (SQLSTATE 23505)`}, true},
+		{"FerretDB/SQLite internal error", mongo.CommandError{Code: 1, Name: "InternalError", Message: "constraint failed: UNIQUE constraint failed: dupe.k (2067)"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := isDuplicateKey(tt.err); got != tt.want {
-				t.Errorf("isDuplicateKey(%v) = %v, want %v", tt.err, got, tt.want)
+			if got := mongoutil.IsDuplicateKey(tt.err); got != tt.want {
+				t.Errorf("mongoutil.IsDuplicateKey(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parleyhq/parley/notificationservice/internal/notify"
+	"github.com/parleyhq/parley/platform/mongoutil"
 )
 
 // ---- preferences ----
@@ -104,7 +105,7 @@ func (s *Store) SavePreferences(ctx context.Context, userID string, p notify.Pre
 		return err
 	}
 	err := replace()
-	if isDuplicateKey(err) {
+	if mongoutil.IsDuplicateKey(err) {
 		// Two first saves raced: the other inserted; replace it now.
 		err = replace()
 	}
@@ -132,7 +133,7 @@ func (s *Store) SetEmailDigest(ctx context.Context, userID string, on bool, at t
 		return err
 	}
 	err := update()
-	if isDuplicateKey(err) {
+	if mongoutil.IsDuplicateKey(err) {
 		err = update()
 	}
 	if err != nil {
@@ -191,7 +192,7 @@ func (s *Store) RegisterDevice(ctx context.Context, d notify.Device) (notify.Dev
 		return doc, err
 	}
 	doc, err := upsert()
-	if isDuplicateKey(err) {
+	if mongoutil.IsDuplicateKey(err) {
 		// A concurrent registration inserted it first: now it matches.
 		doc, err = upsert()
 	}
@@ -287,7 +288,7 @@ func (s *Store) AddDigestItem(ctx context.Context, it notify.DigestItem) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	_, err := s.items.InsertOne(ctx, toDocDigestItem(it))
-	if err != nil && !isDuplicateKey(err) {
+	if err != nil && !mongoutil.IsDuplicateKey(err) {
 		return fmt.Errorf("store: add digest item: %w", err)
 	}
 	return nil
@@ -364,7 +365,7 @@ func (s *Store) ClaimDigest(ctx context.Context, userID string, now time.Time, w
 		bson.D{{Key: "_id", Value: userID}, {Key: "last_digest_at", Value: bson.D{{Key: "$lte", Value: now.Add(-window).UTC()}}}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "last_digest_at", Value: now.UTC()}}}},
 		options.UpdateOne().SetUpsert(true))
-	if isDuplicateKey(err) {
+	if mongoutil.IsDuplicateKey(err) {
 		return false, nil
 	}
 	if err != nil {

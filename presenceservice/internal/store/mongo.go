@@ -2,15 +2,14 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/parleyhq/parley/platform/mongoutil"
 	"github.com/parleyhq/parley/presenceservice/internal/presence"
 )
 
@@ -91,7 +90,7 @@ func (s *MongoStore) bulk(ctx context.Context, models []mongo.WriteModel) error 
 	defer cancel()
 	opts := options.BulkWrite().SetOrdered(false)
 	_, err := s.coll.BulkWrite(ctx, models, opts)
-	if isDuplicateKey(err) {
+	if mongoutil.IsDuplicateKey(err) {
 		_, err = s.coll.BulkWrite(ctx, models, opts)
 	}
 	if err != nil {
@@ -118,7 +117,7 @@ func (s *MongoStore) upsert(ctx context.Context, userID string, update bson.D) e
 	defer cancel()
 	opts := options.UpdateOne().SetUpsert(true)
 	_, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: userID}}, update, opts)
-	if isDuplicateKey(err) {
+	if mongoutil.IsDuplicateKey(err) {
 		_, err = s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: userID}}, update, opts)
 	}
 	if err != nil {
@@ -159,29 +158,4 @@ func fromDocPresence(d presenceDoc) presence.Durable {
 		out.Message, out.HasMessage = *d.StatusMessage, true
 	}
 	return out
-}
-
-// isDuplicateKey reports a unique-constraint violation. MongoDB reports
-// code 11000 (11001 and 12582 on old servers); FerretDB v1 does for
-// inserts, but on an update or upsert it may pass through the backend's
-// own message instead (PostgreSQL "duplicate key value violates unique
-// constraint", SQLite "UNIQUE constraint failed").
-func isDuplicateKey(err error) bool {
-	if err == nil {
-		return false
-	}
-	if mongo.IsDuplicateKeyError(err) {
-		return true
-	}
-	var cmdErr mongo.CommandError
-	if errors.As(err, &cmdErr) && (cmdErr.Code == 11000 || cmdErr.Code == 11001 || cmdErr.Code == 12582) {
-		return true
-	}
-	msg := strings.ToLower(err.Error())
-	for _, s := range []string{"e11000", "duplicate key", "unique constraint"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
 }

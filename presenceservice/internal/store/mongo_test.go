@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/parleyhq/parley/platform/mongoutil"
 	"github.com/parleyhq/parley/platform/testenv"
 	"github.com/parleyhq/parley/presenceservice/internal/presence"
 )
@@ -130,14 +131,17 @@ func TestIsDuplicateKey(t *testing.T) {
 		{"real duplicate insert from the server", realDup, true},
 		{"write exception 11000", mongo.WriteException{WriteErrors: []mongo.WriteError{{Code: 11000, Message: "E11000 duplicate key error"}}}, true},
 		{"command error 11000", mongo.CommandError{Code: 11000, Message: "dup"}, true},
-		{"FerretDB over PostgreSQL on update", fmt.Errorf("update: %w", errors.New(`ERROR: duplicate key value violates unique constraint "presence_pkey" (SQLSTATE 23505)`)), true},
-		{"FerretDB over SQLite on update", errors.New("UNIQUE constraint failed: presence._ferretdb_id"), true},
+		// FerretDB reports a unique violation on update as an internal
+		// error carrying its backend's message.
+		{"FerretDB over PostgreSQL on update", fmt.Errorf("update: %w", mongo.CommandError{Code: 1, Name: "InternalError", Message: `ERROR: duplicate key value violates unique constraint "presence_pkey" (SQLSTATE 23505)`}), true},
+		{"FerretDB over SQLite on update", mongo.CommandError{Code: 1, Name: "InternalError", Message: "UNIQUE constraint failed: presence._ferretdb_id"}, true},
+		{"a client-side error that says duplicate key", errors.New("duplicate key"), false},
 		{"other command error", mongo.CommandError{Code: 2, Message: "bad value"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := isDuplicateKey(tt.err); got != tt.want {
-				t.Errorf("isDuplicateKey(%v) = %v, want %v", tt.err, got, tt.want)
+			if got := mongoutil.IsDuplicateKey(tt.err); got != tt.want {
+				t.Errorf("mongoutil.IsDuplicateKey(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/parleyhq/parley/platform/mongoutil"
 	"github.com/parleyhq/parley/userservice/internal/users"
 )
 
@@ -48,7 +49,7 @@ var friendshipProjection = bson.D{{Key: "outbox", Value: 0}, {Key: "outbox_ids",
 // CreateFriendship inserts a new pair document with its pending event.
 func (s *Store) CreateFriendship(ctx context.Context, f users.Friendship, ev users.Event) error {
 	if _, err := s.friends.InsertOne(ctx, toDocFriendship(f, ev)); err != nil {
-		if isDuplicateKey(err) {
+		if mongoutil.IsDuplicateKey(err) {
 			return users.ErrAlreadyExists
 		}
 		return fmt.Errorf("store: insert friendship: %w", err)
@@ -102,7 +103,7 @@ func (s *Store) UpdateFriendship(ctx context.Context, f users.Friendship, expect
 	}
 	ch := toDocFriendshipChange(f, ev)
 	if _, err := s.changes.InsertOne(ctx, ch); err != nil {
-		if !isDuplicateKey(err) {
+		if !mongoutil.IsDuplicateKey(err) {
 			return false, fmt.Errorf("store: claim friendship change: %w", err)
 		}
 		// Another writer has this version. Its change may not be applied

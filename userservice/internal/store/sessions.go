@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/parleyhq/parley/platform/mongoutil"
 	"github.com/parleyhq/parley/userservice/internal/users"
 )
 
@@ -54,7 +55,7 @@ func timeVal(t *time.Time) time.Time {
 // CreateRefreshToken stores a new refresh token.
 func (s *Store) CreateRefreshToken(ctx context.Context, t users.RefreshToken) error {
 	if _, err := s.tokens.InsertOne(ctx, toDocRefreshToken(t)); err != nil {
-		if isDuplicateKey(err) {
+		if mongoutil.IsDuplicateKey(err) {
 			return users.ErrAlreadyExists // 256 random bits: a broken RNG
 		}
 		return fmt.Errorf("store: insert refresh token: %w", err)
@@ -91,7 +92,7 @@ type claimDoc struct {
 // without another query.
 func (s *Store) MarkRefreshTokenUsed(ctx context.Context, t users.RefreshToken, now time.Time) (bool, error) {
 	if _, err := s.tokenUses.InsertOne(ctx, claimDoc{ID: t.Hash, At: now, ExpiresAt: t.ExpiresAt}); err != nil {
-		if isDuplicateKey(err) {
+		if mongoutil.IsDuplicateKey(err) {
 			return false, nil
 		}
 		return false, fmt.Errorf("store: claim refresh token: %w", err)
@@ -107,7 +108,7 @@ func (s *Store) MarkRefreshTokenUsed(ctx context.Context, t users.RefreshToken, 
 // new token of the family afterwards finds it, see SessionRevoked), then
 // revokes every token of the family.
 func (s *Store) RevokeFamily(ctx context.Context, familyID string, now, keepUntil time.Time) error {
-	if _, err := s.revocations.InsertOne(ctx, claimDoc{ID: familyID, At: now, ExpiresAt: keepUntil}); err != nil && !isDuplicateKey(err) {
+	if _, err := s.revocations.InsertOne(ctx, claimDoc{ID: familyID, At: now, ExpiresAt: keepUntil}); err != nil && !mongoutil.IsDuplicateKey(err) {
 		return fmt.Errorf("store: record revocation: %w", err)
 	}
 	_, err := s.tokens.UpdateMany(ctx,

@@ -39,14 +39,14 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
+	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/parleyhq/parley/platform/mongoutil"
 	"github.com/parleyhq/parley/userservice/internal/users"
 )
 
@@ -64,6 +64,10 @@ const (
 // and users.Outbox on one MongoDB database.
 type Store struct {
 	users, tokens, tokenUses, revocations, friends, changes *mongo.Collection
+
+	// idFiltersOnly is set on FerretDB, whose v1 planner pushes down only
+	// a filter on _id alone (EnsureIndexes finds out).
+	idFiltersOnly atomic.Bool
 }
 
 var (
@@ -87,6 +91,11 @@ func New(db *mongo.Database) *Store {
 
 // EnsureIndexes creates the indexes; it is idempotent.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
+	ferret, err := mongoutil.IsFerretDB(ctx, s.users.Database())
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	s.idFiltersOnly.Store(ferret)
 	specs := []struct {
 		coll   *mongo.Collection
 		models []mongo.IndexModel
@@ -128,28 +137,6 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// isDuplicateKey reports whether err is a unique-index violation. MongoDB
-// and FerretDB report one on insert as error 11000; FerretDB v1 reports one
-// on update as an InternalError carrying its backend's message (SQLite's
-// "UNIQUE constraint failed", PostgreSQL's "duplicate key value violates
-// unique constraint"), so those are matched too.
-func isDuplicateKey(err error) bool {
-	if err == nil {
-		return false
-	}
-	if mongo.IsDuplicateKeyError(err) {
-		return true
-	}
-	var se mongo.ServerError
-	if !errors.As(err, &se) {
-		return false
-	}
-	msg := err.Error()
-	return strings.Contains(msg, "E11000 duplicate key") ||
-		strings.Contains(msg, "UNIQUE constraint failed") ||
-		strings.Contains(msg, "duplicate key value violates unique constraint")
 }
 
 // rangePrefix returns the bounds of a prefix query on a string field:

@@ -13,6 +13,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/parleyhq/parley/platform/mongoutil"
 	"github.com/parleyhq/parley/platform/testenv"
 	"github.com/parleyhq/parley/userservice/internal/users"
 )
@@ -112,17 +113,24 @@ func TestUsers(t *testing.T) {
 	if err := s.CreateUser(ctx, user("u4", "bob"), event("e4", users.EntityUser, "u4", now)); err != nil {
 		t.Fatal(err)
 	}
-	batch, err := s.UsersByID(ctx, []string{"u1", "u4", "nobody"})
-	if err != nil {
-		t.Fatal(err)
+	// A few ids (looked up one by one on FerretDB) and many (one $in).
+	many := []string{"u4", "u1", "u4"}
+	for i := range 40 {
+		many = append(many, fmt.Sprint("nobody", i))
 	}
-	var ids []string
-	for _, b := range batch {
-		ids = append(ids, b.ID)
-	}
-	slices.Sort(ids)
-	if !slices.Equal(ids, []string{"u1", "u4"}) {
-		t.Fatalf("batch = %v", ids)
+	for _, in := range [][]string{{"u1", "u4", "nobody", "u1"}, many} {
+		batch, err := s.UsersByID(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, b := range batch {
+			ids = append(ids, b.ID)
+		}
+		slices.Sort(ids)
+		if !slices.Equal(ids, []string{"u1", "u4"}) {
+			t.Fatalf("UsersByID of %d ids = %v", len(in), ids)
+		}
 	}
 }
 
@@ -185,8 +193,8 @@ func TestIsDuplicateKey(t *testing.T) {
 			if tt.want && tt.err == nil {
 				t.Fatal("the backend accepted a write that breaks a unique index")
 			}
-			if got := isDuplicateKey(tt.err); got != tt.want {
-				t.Fatalf("isDuplicateKey(%v) = %v, want %v", tt.err, got, tt.want)
+			if got := mongoutil.IsDuplicateKey(tt.err); got != tt.want {
+				t.Fatalf("mongoutil.IsDuplicateKey(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/parleyhq/parley/platform/mongoutil"
 	"github.com/parleyhq/parley/userservice/internal/users"
 )
 
@@ -58,7 +59,7 @@ func (s *Store) CreateUser(ctx context.Context, u users.User, ev users.Event) er
 	if err == nil {
 		return nil
 	}
-	if !isDuplicateKey(err) {
+	if !mongoutil.IsDuplicateKey(err) {
 		return fmt.Errorf("store: insert user: %w", err)
 	}
 	// FerretDB's duplicate-key message does not name the index, so ask
@@ -99,9 +100,33 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (users.User, erro
 	return s.findUser(ctx, bson.D{{Key: "email", Value: email}})
 }
 
-// UsersByID returns the users among ids that exist.
+// maxIDLookups is the most ids UsersByID looks up one by one on FerretDB.
+const maxIDLookups = 32
+
+// UsersByID returns the users among ids that exist. On FerretDB, where an
+// $in reads every user, a few ids are looked up one by one by _id.
 func (s *Store) UsersByID(ctx context.Context, ids []string) ([]users.User, error) {
-	return s.findUsers(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find().SetProjection(userProjection))
+	if !s.idFiltersOnly.Load() || len(ids) > maxIDLookups {
+		return s.findUsers(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, options.Find().SetProjection(userProjection))
+	}
+	out := make([]users.User, 0, len(ids))
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		var d userDoc
+		err := s.users.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(userProjection)).Decode(&d)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+		case err != nil:
+			return nil, fmt.Errorf("store: find user %s: %w", id, err)
+		default:
+			out = append(out, fromDocUser(d))
+		}
+	}
+	return out, nil
 }
 
 func (s *Store) findUsers(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder) ([]users.User, error) {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -84,7 +85,7 @@ func StartMongo(ctx context.Context, cfg MongoConfig) (*Mongo, error) {
 	// port 0 was asked for) is known before Run; its doc comment is stale.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m := &Mongo{
-		uri: fdb.MongoDBURI(), dir: dir, log: logger, cancel: cancel,
+		uri: withPoolLimit(fdb.MongoDBURI()), dir: dir, log: logger, cancel: cancel,
 		done: make(chan struct{}), indexed: make(chan struct{}),
 	}
 	go func() {
@@ -123,6 +124,27 @@ func (m *Mongo) IndexIDs(ctx context.Context) error {
 		return fmt.Errorf("mongo: %w", err)
 	}
 	return nil
+}
+
+// mongoPoolSize caps each client's connections to the embedded FerretDB.
+// FerretDB runs every operation on its own SQLite connection, and SQLite
+// has one writer at a time: writers that find the database locked sleep
+// in SQLite's busy handler (1 ms, 2 ms, 5 ms, ... up to 100 ms), so a
+// hundred concurrent writes left the CPU idle while they slept. Fewer
+// connections queue in the driver instead, which wakes the next one as
+// soon as one finishes.
+const mongoPoolSize = 4
+
+// withPoolLimit adds mongoPoolSize to FerretDB's URI.
+func withPoolLimit(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return uri // FerretDB's own URI; it parses
+	}
+	q := u.Query()
+	q.Set("maxPoolSize", strconv.Itoa(mongoPoolSize))
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // URI returns a mongodb:// URI for mongo-driver/v2.

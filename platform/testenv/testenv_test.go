@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -266,5 +267,23 @@ func TestCheckFor(t *testing.T) {
 				t.Fatalf("calls = %d, want %d", calls, tt.okAfter)
 			}
 		})
+	}
+}
+
+func TestFreeAddrIsBindable(t *testing.T) {
+	seen := map[string]bool{}
+	for range 20 {
+		addr := testenv.FreeAddr(t)
+		if seen[addr] {
+			continue // possible, if unlikely: it was free both times
+		}
+		seen[addr] = true
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("FreeAddr gave %s, which cannot be bound: %v", addr, err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

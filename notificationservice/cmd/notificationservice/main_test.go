@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -55,12 +54,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 // it serves gRPC (health and the API), and that cancelling stops it cleanly.
 func TestRunServes(t *testing.T) {
 	env := testenv.New(t)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	_ = lis.Close()
+	addr := testenv.FreeAddr(t)
 	streams := map[string]string{
 		"events-stream": testenv.Unique("EV"), "events-dlq-stream": testenv.Unique("EVDLQ"),
 		"jobs-stream": testenv.Unique("NJ"), "jobs-dlq-stream": testenv.Unique("NDLQ"),

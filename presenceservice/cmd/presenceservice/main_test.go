@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -56,7 +55,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 
 func TestRunServesUntilCancelled(t *testing.T) {
 	env := testenv.New(t)
-	addr, httpAddr := freeAddr(t), freeAddr(t)
+	addr, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	prefix := testenv.Unique("cmd")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -118,18 +117,4 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	if err := mc.Database(prefix).Drop(context.Background()); err != nil {
 		t.Error(err)
 	}
-}
-
-// freeAddr returns a loopback address nobody listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	if err := lis.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }

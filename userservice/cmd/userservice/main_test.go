@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,19 +30,6 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 			t.Errorf("run(%v) succeeded", args)
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // TestRunServesUntilCanceled starts the command on the test backends,
@@ -77,7 +63,7 @@ func TestRunServesUntilCanceled(t *testing.T) {
 		}
 	})
 	keyDir := filepath.Join(t.TempDir(), "keys")
-	httpAddr := freeAddr(t)
+	httpAddr := testenv.FreeAddr(t)
 	args := []string{
 		"-grpc-addr", "127.0.0.1:0", "-http-addr", httpAddr,
 		"-mongodb-uri", env.MongoURI, "-database", db.Name(),

@@ -77,6 +77,12 @@ func startBaseline(addr string) (*baseline, error) {
 
 func (b *baseline) serve(ws *websocket.Conn, room string) {
 	c := &baselineConn{ws: ws}
+	// The client counts as connected once it reads the welcome, which is
+	// written after the connection joined its room and before any
+	// broadcast can reach it (c.mu is held across both): a message sent
+	// right after the handshake would otherwise miss a member the client
+	// already counts.
+	c.mu.Lock()
 	b.mu.Lock()
 	if b.rooms[room] == nil {
 		b.rooms[room] = make(map[*baselineConn]struct{})
@@ -84,6 +90,9 @@ func (b *baseline) serve(ws *websocket.Conn, room string) {
 	b.rooms[room][c] = struct{}{}
 	b.all[c] = struct{}{}
 	b.mu.Unlock()
+	_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	werr := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"welcome"}`))
+	c.mu.Unlock()
 	defer func() {
 		b.mu.Lock()
 		delete(b.rooms[room], c)
@@ -91,6 +100,9 @@ func (b *baseline) serve(ws *websocket.Conn, room string) {
 		b.mu.Unlock()
 		_ = ws.Close()
 	}()
+	if werr != nil {
+		return
+	}
 	var peers []*baselineConn
 	for {
 		_, data, err := ws.ReadMessage()

@@ -272,14 +272,17 @@ func dialOne(ctx context.Context, cfg config, d *websocket.Dialer, i int, id ide
 		return nil, err
 	}
 	c := &client{idx: i, ws: ws, channel: id.channel, done: make(chan struct{})}
-	if cfg.baseline {
-		return c, nil
-	}
 	deadline, _ := ctx.Deadline()
 	_ = ws.SetReadDeadline(deadline)
+	// Both servers greet a connection once it receives its channel's
+	// messages (the baseline once it joined its room).
 	if err := c.await("welcome", ""); err != nil {
 		_ = ws.Close()
 		return nil, err
+	}
+	if cfg.baseline {
+		_ = ws.SetReadDeadline(time.Time{})
+		return c, nil
 	}
 	if cfg.mode == "chat" {
 		_ = ws.SetWriteDeadline(deadline)

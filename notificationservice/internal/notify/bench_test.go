@@ -32,7 +32,7 @@ func BenchmarkFanOut(b *testing.B) {
 		members = append(members, id)
 		w.device(b, id, notify.PlatformFCM, "tok-"+id)
 	}
-	w.members["big"] = members
+	w.members.ids["big"] = members
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {

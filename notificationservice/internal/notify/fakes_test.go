@@ -49,10 +49,19 @@ func (q *fakeQueue) take() []notify.Job {
 	return out
 }
 
-type fakeMembers map[string][]string
+// fakeMembers lists members by channel; reads holds read positions by
+// "<channel>/<user>".
+type fakeMembers struct {
+	ids   map[string][]string
+	reads map[string]int64
+}
 
-func (f fakeMembers) ListMembers(_ context.Context, channelID string) ([]string, error) {
-	return f[channelID], nil
+func (f fakeMembers) ListMembers(_ context.Context, channelID string) ([]notify.Member, error) {
+	var out []notify.Member
+	for _, id := range f.ids[channelID] {
+		out = append(out, notify.Member{UserID: id, LastReadSeq: f.reads[channelID+"/"+id]})
+	}
+	return out, nil
 }
 
 type fakePresence struct {
@@ -216,11 +225,11 @@ func newWorld(t testing.TB, opts worldOptions) *world {
 	if opts.noWebPush {
 		providers.WebPush = nil
 	}
-	w.members = fakeMembers{
+	w.members = fakeMembers{ids: map[string][]string{
 		"dm":    {"ann", "bob"},
 		"team":  {"ann", "bob", "carol", "dave"},
 		"lobby": {"ann", "bob", "carol", "dave"},
-	}
+	}, reads: map[string]int64{}}
 	cfg := notify.Config{
 		Store: st, Queue: w.queue, Presence: w.presence, Members: w.members,
 		Users: fakeUsers{

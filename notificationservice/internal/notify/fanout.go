@@ -18,9 +18,14 @@ type recipient struct {
 }
 
 // HandleMessageSent notifies the members of the message's channel, except
-// the sender, who have no live connection, according to their preferences;
-// direct messages and mentions are high priority, and go into the email
-// digest too.
+// the sender and those who have read it already, who have no live
+// connection, according to their preferences; direct messages and mentions
+// are high priority, and go into the email digest too.
+//
+// Read positions matter when this handler runs late (a backlog after an
+// outage or under load): presence then tells who is connected now, not
+// who was when the message was sent, and a member who has read past the
+// message saw it.
 //
 // Presence: the presence service knows whether a user is connected, not
 // which channel they are looking at. A connected user sees the message in
@@ -39,7 +44,14 @@ func (s *Service) HandleMessageSent(ctx context.Context, m MessageSent) error {
 	if err != nil {
 		return fmt.Errorf("members of channel %s: %w", m.ChannelID, err)
 	}
-	candidates := without(unique(members), m.SenderID)
+	ids := make([]string, 0, len(members))
+	for _, mem := range members {
+		if m.Seq > 0 && mem.LastReadSeq >= m.Seq {
+			continue // read it already
+		}
+		ids = append(ids, mem.UserID)
+	}
+	candidates := without(unique(ids), m.SenderID)
 	if len(candidates) == 0 {
 		return nil
 	}

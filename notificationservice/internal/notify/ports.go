@@ -93,9 +93,15 @@ type JobQueue interface {
 	Enqueue(ctx context.Context, jobs ...Job) error
 }
 
+// Member is a chat channel's member and how far they have read it.
+type Member struct {
+	UserID      string
+	LastReadSeq int64
+}
+
 // MemberLister lists a chat channel's members (the chat service).
 type MemberLister interface {
-	ListMembers(ctx context.Context, channelID string) ([]string, error)
+	ListMembers(ctx context.Context, channelID string) ([]Member, error)
 }
 
 // ReadTracker tells how far a member has read a channel (the chat

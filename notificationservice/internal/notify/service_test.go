@@ -56,6 +56,18 @@ func TestMessageSentFanOut(t *testing.T) {
 			},
 		},
 		{
+			name: "a member who has read past the message is not notified (a late event)",
+			msg:  msg("m1", "team", notify.ChatGroup, "ann", "standup"),
+			setup: func(t *testing.T, w *world) {
+				w.device(t, "bob", notify.PlatformFCM, "bob-phone")
+				w.device(t, "carol", notify.PlatformFCM, "carol-phone")
+				w.members.reads["team/carol"] = 7 // the message's seq
+				w.members.reads["team/bob"] = 6
+			},
+			want: map[string][]expect{"bob": {{notify.ChannelPush, notify.KindMessage, notify.StatusQueued, notify.PriorityNormal, "", "Ann in #team"}}},
+			jobs: 1,
+		},
+		{
 			name: "the sender is not notified",
 			msg:  msg("m1", "dm", notify.ChatPrivate, "ann", "lunch?"),
 			setup: func(t *testing.T, w *world) {

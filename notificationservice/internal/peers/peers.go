@@ -101,13 +101,13 @@ func (c *Chat) forMembers(ctx context.Context, channelID string, f func(*chatv1.
 }
 
 // ListMembers implements notify.MemberLister.
-func (c *Chat) ListMembers(ctx context.Context, channelID string) ([]string, error) {
-	var ids []string
+func (c *Chat) ListMembers(ctx context.Context, channelID string) ([]notify.Member, error) {
+	var out []notify.Member
 	err := c.forMembers(ctx, channelID, func(m *chatv1.Member) bool {
-		ids = append(ids, m.GetUserId())
+		out = append(out, notify.Member{UserID: m.GetUserId(), LastReadSeq: m.GetLastReadSeq()})
 		return true
 	})
-	return ids, err
+	return out, err
 }
 
 // LastReadSeq implements notify.ReadTracker. A user no longer a member has

@@ -154,25 +154,6 @@ func dial(t testing.TB, addr string) *grpc.ClientConn {
 	return conn
 }
 
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	return c.t
-}
-
 // service is a running presence service and a client of it.
 type service struct {
 	client        presencev1.PresenceServiceClient

@@ -230,7 +230,7 @@ func TestGetOnlineUsersScopes(t *testing.T) {
 
 func TestNodeCrashSweepWithInjectedClock(t *testing.T) {
 	const interval = time.Second
-	clock := &fakeClock{t: time.UnixMilli(1_800_000_000_000)}
+	clock := testenv.NewClock(time.UnixMilli(1_800_000_000_000))
 	s := start(t, func(c *presenceservice.Config) {
 		c.HeartbeatInterval = interval // the sweeper looks every 250ms of real time
 		c.Clock = clock.Now

@@ -287,3 +287,18 @@ func TestFreeAddrIsBindable(t *testing.T) {
 		}
 	}
 }
+
+func TestClock(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := testenv.NewClock(start)
+	if !c.Now().Equal(start) {
+		t.Fatalf("Now = %v", c.Now())
+	}
+	if got := c.Advance(time.Minute); !got.Equal(start.Add(time.Minute)) || !c.Now().Equal(got) {
+		t.Fatalf("Advance = %v, Now = %v", got, c.Now())
+	}
+	c.Set(start)
+	if !c.Now().Equal(start) {
+		t.Fatalf("after Set: %v", c.Now())
+	}
+}

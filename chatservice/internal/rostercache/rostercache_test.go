@@ -56,28 +56,10 @@ func modes(t *testing.T, test func(t *testing.T, bulk bool)) {
 	}
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 type fixture struct {
 	inner *counting
 	cache *rostercache.Store
-	clock *clock
+	clock *testenv.Clock
 }
 
 func newFixture(t *testing.T, cfg rostercache.Config, bulk bool) *fixture {
@@ -88,7 +70,7 @@ func newFixture(t *testing.T, cfg rostercache.Config, bulk bool) *fixture {
 	if err := st.EnsureIndexes(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{inner: &counting{Store: st, bulk: bulk}, clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	f := &fixture{inner: &counting{Store: st, bulk: bulk}, clock: testenv.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
 	cfg.Now = f.clock.Now
 	f.cache = rostercache.New(f.inner, cfg)
 	return f
@@ -173,7 +155,7 @@ func TestWritesRefreshTheList(t *testing.T) {
 			if _, _, err := f.inner.Store.AddMember(ctx, chat.Member{ChannelID: "c", UserID: "u3", Role: chat.RoleMember}); err != nil {
 				t.Fatal(err)
 			}
-			f.clock.advance(rostercache.DefaultTTL)
+			f.clock.Advance(rostercache.DefaultTTL)
 		}, "[u1 u2 u3]"},
 	}
 	for _, tt := range tests {
@@ -282,7 +264,7 @@ func TestConcurrentReadersShareOneFill(t *testing.T) {
 		}
 
 		// A membership write during a fill: the fill's result is not kept.
-		f.clock.advance(rostercache.DefaultTTL)
+		f.clock.Advance(rostercache.DefaultTTL)
 		f.inner.hold = make(chan chan struct{})
 		done := make(chan error, 1)
 		go func() { _, err := f.cache.ListMembers(ctx, "c", "", 0); done <- err }()
@@ -370,7 +352,7 @@ func TestBulkLoadFillsEveryChannel(t *testing.T) {
 	}
 
 	// After the TTL one bulk load refreshes every channel again.
-	f.clock.advance(rostercache.DefaultTTL)
+	f.clock.Advance(rostercache.DefaultTTL)
 	for _, id := range []string{"a", "b", "c"} {
 		if _, err := f.cache.ListMembers(ctx, id, "", 0); err != nil {
 			t.Fatal(err)

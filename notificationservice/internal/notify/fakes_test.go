@@ -163,24 +163,6 @@ func (e *fakeEmail) SendEmail(_ context.Context, m notify.EmailMessage) error {
 	return nil
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // world is a service with its fakes.
 type world struct {
 	svc      *notify.Service
@@ -191,7 +173,7 @@ type world struct {
 	fcm      *fakePush
 	web      *fakePush
 	email    *fakeEmail
-	clock    *clock
+	clock    *testenv.Clock
 }
 
 var (
@@ -219,7 +201,7 @@ func newWorld(t testing.TB, opts worldOptions) *world {
 		fcm:      &fakePush{errs: map[string][]error{}, always: map[string]error{}},
 		web:      &fakePush{errs: map[string][]error{}, always: map[string]error{}},
 		email:    &fakeEmail{},
-		clock:    &clock{now: time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)},
+		clock:    testenv.NewClock(time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)),
 	}
 	providers := notify.Providers{FCM: w.fcm, WebPush: w.web, Email: w.email}
 	if opts.noWebPush {

@@ -407,7 +407,7 @@ func TestHistoryPages(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%2 == 0 {
-			w.clock.advance(time.Second) // and some share a timestamp
+			w.clock.Advance(time.Second) // and some share a timestamp
 		}
 	}
 	var titles []string
@@ -486,7 +486,7 @@ func TestDigest(t *testing.T) {
 	if n, err := w.svc.RunDigests(ctx); err != nil || n != 0 {
 		t.Fatalf("early digest = %d, %v", n, err)
 	}
-	w.clock.advance(16 * time.Minute)
+	w.clock.Advance(16 * time.Minute)
 	w.presence.set("dave", false, w.clock.Now().Add(-5*time.Minute)) // dave left 5 minutes ago: not yet
 	n, err := w.svc.RunDigests(ctx)
 	if err != nil || n != 1 {
@@ -523,14 +523,14 @@ func TestDigest(t *testing.T) {
 	// a digest less than the window (1h) ago. dave, away long enough now,
 	// gets his.
 	send(msg("m3", "dm", notify.ChatPrivate, "ann", "are you there?"))
-	w.clock.advance(16 * time.Minute)
+	w.clock.Advance(16 * time.Minute)
 	if n, err := w.svc.RunDigests(ctx); err != nil || n != 1 {
 		t.Fatalf("second pass = %d, %v; want 1 (dave)", n, err)
 	}
 	if jobs := w.queue.take(); len(jobs) != 1 || jobs[0].UserID != "dave" || jobs[0].Email.Subject != "You have 1 unread message on Parley" {
 		t.Fatalf("second pass jobs = %+v", jobs)
 	}
-	w.clock.advance(45 * time.Minute) // an hour after bob's first digest
+	w.clock.Advance(45 * time.Minute) // an hour after bob's first digest
 	if n, err := w.svc.RunDigests(ctx); err != nil || n != 1 {
 		t.Fatalf("next window = %d, %v; want bob's second digest", n, err)
 	}
@@ -541,7 +541,7 @@ func TestDigest(t *testing.T) {
 	// Connected or unsubscribed users get nothing and their items go.
 	send(msg("m4", "dm", notify.ChatPrivate, "ann", "ping"))
 	w.presence.set("bob", true, w.clock.Now())
-	w.clock.advance(2 * time.Hour)
+	w.clock.Advance(2 * time.Hour)
 	if n, err := w.svc.RunDigests(ctx); n != 0 || err != nil {
 		t.Fatalf("connected user: %d digests, %v", n, err)
 	}

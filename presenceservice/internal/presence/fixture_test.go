@@ -14,26 +14,7 @@ import (
 	"github.com/parleyhq/parley/presenceservice/internal/store"
 )
 
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.UnixMilli(1_800_000_000_000)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	return c.t
-}
+func newClock() *testenv.Clock { return testenv.NewClock(time.UnixMilli(1_800_000_000_000)) }
 
 // recorder is a ChangePublisher that keeps what was published.
 type recorder struct {
@@ -62,7 +43,7 @@ type fixture struct {
 	state   *store.RedisState
 	durable *store.MongoStore
 	pub     *recorder
-	clock   *fakeClock
+	clock   *testenv.Clock
 	rdb     *redis.Client
 }
 

@@ -21,12 +21,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/parleyhq/parley/eventbus"
 	"github.com/parleyhq/parley/platform/auth"
+	"github.com/parleyhq/parley/platform/connect"
 	"github.com/parleyhq/parley/platform/health"
 	"github.com/parleyhq/parley/platform/httpserver"
 	"github.com/parleyhq/parley/platform/rpc"
@@ -152,7 +152,7 @@ type Service struct {
 
 	mongo    *mongo.Client
 	nc       *nats.Conn
-	ncClosed chan struct{}
+	ncClosed <-chan struct{}
 	rdb      *redis.Client
 }
 
@@ -296,54 +296,23 @@ func withDefaults(cfg Config) Config {
 
 // connect opens the backends, each bounded by connectTimeout.
 func (s *Service) connect(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
 	var err error
-	s.mongo, err = mongo.Connect(options.Client().
-		ApplyURI(s.cfg.MongoURI).
-		SetServerSelectionTimeout(connectTimeout).
-		SetConnectTimeout(connectTimeout).
-		SetTimeout(opTimeout).
-		SetAppName(ServiceName))
-	if err != nil {
-		return fmt.Errorf("chatservice: mongodb: %w", err)
+	if s.mongo, err = connect.Mongo(ctx, s.cfg.MongoURI, ServiceName, connectTimeout, opTimeout); err != nil {
+		return fmt.Errorf("chatservice: %w", err)
 	}
-	if err := s.mongo.Ping(ctx, nil); err != nil {
-		return fmt.Errorf("chatservice: mongodb ping: %w", err)
+	if s.nc, s.ncClosed, err = connect.NATS(s.cfg.NATSURL, ServiceName, connectTimeout, s.log); err != nil {
+		return fmt.Errorf("chatservice: %w", err)
 	}
-
-	log := s.log
-	closed := make(chan struct{})
-	s.nc, err = nats.Connect(s.cfg.NATSURL,
-		nats.Name(ServiceName),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
-		nats.Timeout(connectTimeout),
-		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("chatservice: nats disconnected", slog.Any("error", err))
-			}
-		}),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("chatservice: nats reconnected") }),
-	)
-	if err != nil {
-		return fmt.Errorf("chatservice: nats at %s: %w", s.cfg.NATSURL, err)
-	}
-	s.ncClosed = closed
-
 	if s.cfg.DisableCache {
 		return nil
 	}
-	ropts, err := redis.ParseURL(s.cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("chatservice: redis url: %w", err)
-	}
-	s.rdb = redis.NewClient(ropts)
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	if s.rdb, err = connect.Redis(ctx, s.cfg.RedisURL, connectTimeout); err != nil {
+		if s.rdb == nil {
+			return fmt.Errorf("chatservice: %w", err) // a bad URL
+		}
 		// The cache is an accelerator: reads fall back to MongoDB while
 		// Redis is away, so a missing Redis does not stop the service.
-		s.log.Warn("chatservice: redis unreachable; history is read from MongoDB until it is back",
-			slog.String("addr", ropts.Addr), slog.Any("error", err))
+		s.log.Warn("chatservice: redis unreachable; history is read from MongoDB until it is back", slog.Any("error", err))
 	}
 	return nil
 }

@@ -29,7 +29,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -47,6 +46,7 @@ import (
 	"github.com/parleyhq/parley/notificationservice/internal/providers/webpush"
 	"github.com/parleyhq/parley/notificationservice/internal/store"
 	"github.com/parleyhq/parley/platform/auth"
+	"github.com/parleyhq/parley/platform/connect"
 	"github.com/parleyhq/parley/platform/health"
 	"github.com/parleyhq/parley/platform/httpserver"
 	"github.com/parleyhq/parley/platform/rpc"
@@ -199,7 +199,7 @@ type Service struct {
 	log      *slog.Logger
 	mongo    *mongo.Client
 	nc       *nats.Conn
-	ncClosed chan struct{}
+	ncClosed <-chan struct{}
 	// ownLis are the listeners New bound itself.
 	ownLis   []net.Listener
 	grpc     *grpc.Server
@@ -357,26 +357,14 @@ func unsubscribeSecret(cfg Config, log *slog.Logger) []byte {
 }
 
 func (s *Service) connect(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-	mc, err := mongo.Connect(options.Client().ApplyURI(s.cfg.MongoURI).
-		SetConnectTimeout(connectTimeout).SetServerSelectionTimeout(connectTimeout).SetAppName("notificationservice"))
-	if err != nil {
-		return fmt.Errorf("notificationservice: mongodb: %w", err)
+	var err error
+	if s.mongo, err = connect.Mongo(ctx, s.cfg.MongoURI, "notificationservice", connectTimeout, 0); err != nil {
+		return fmt.Errorf("notificationservice: %w", err)
 	}
-	s.mongo = mc
-	if err := mc.Ping(cctx, nil); err != nil {
-		return fmt.Errorf("notificationservice: mongodb ping: %w", err)
+	if s.nc, s.ncClosed, err = connect.NATS(s.cfg.NATSURL, "notificationservice", connectTimeout, s.log,
+		nats.DrainTimeout(shutdownTimeout)); err != nil {
+		return fmt.Errorf("notificationservice: %w", err)
 	}
-	s.ncClosed = make(chan struct{})
-	closed := s.ncClosed
-	nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("notificationservice"), nats.Timeout(connectTimeout),
-		nats.MaxReconnects(-1), nats.DrainTimeout(shutdownTimeout),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
-	if err != nil {
-		return fmt.Errorf("notificationservice: nats: %w", err)
-	}
-	s.nc = nc
 	return nil
 }
 

@@ -18,12 +18,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/parleyhq/parley/eventbus"
 	"github.com/parleyhq/parley/platform/auth"
+	"github.com/parleyhq/parley/platform/connect"
 	"github.com/parleyhq/parley/platform/health"
 	"github.com/parleyhq/parley/platform/httpserver"
 	"github.com/parleyhq/parley/platform/rpc"
@@ -119,7 +119,7 @@ type Service struct {
 	rdb      *redis.Client
 	mongo    *mongo.Client
 	nc       *nats.Conn
-	ncClosed chan struct{}
+	ncClosed <-chan struct{}
 }
 
 // New connects to Redis, MongoDB and NATS (each with a deadline), binds
@@ -239,57 +239,19 @@ func withDefaults(cfg Config) Config {
 
 // connect opens the three backends, each bounded by connectTimeout.
 func (s *Service) connect(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-
-	ropts, err := redis.ParseURL(s.cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("presenceservice: redis url: %w", err)
+	var err error
+	if s.rdb, err = connect.Redis(ctx, s.cfg.RedisURL, connectTimeout); err != nil {
+		return fmt.Errorf("presenceservice: %w", err)
 	}
-	s.rdb = redis.NewClient(ropts)
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("presenceservice: redis at %s: %w", ropts.Addr, err)
+	if s.mongo, err = connect.Mongo(ctx, s.cfg.MongoURI, ServiceName, connectTimeout, 0); err != nil {
+		return fmt.Errorf("presenceservice: %w", err)
 	}
-
-	s.mongo, err = mongo.Connect(options.Client().
-		ApplyURI(s.cfg.MongoURI).
-		SetServerSelectionTimeout(connectTimeout).
-		SetConnectTimeout(connectTimeout).
-		SetAppName(ServiceName))
-	if err != nil {
-		return fmt.Errorf("presenceservice: mongodb: %w", err)
+	// The error handler connect.NATS installs reports, among others, a
+	// presence stream too slow to keep up (its subscription then ends the
+	// stream).
+	if s.nc, s.ncClosed, err = connect.NATS(s.cfg.NATSURL, ServiceName, connectTimeout, s.log); err != nil {
+		return fmt.Errorf("presenceservice: %w", err)
 	}
-	if err := s.mongo.Ping(ctx, nil); err != nil {
-		return fmt.Errorf("presenceservice: mongodb ping: %w", err)
-	}
-
-	log := s.log
-	closed := make(chan struct{})
-	s.nc, err = nats.Connect(s.cfg.NATSURL,
-		nats.Name(ServiceName),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
-		nats.Timeout(connectTimeout),
-		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("presenceservice: nats disconnected", slog.Any("error", err))
-			}
-		}),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("presenceservice: nats reconnected") }),
-		// Reports, among others, a presence stream too slow to keep up
-		// (its subscription then ends the stream).
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subject := ""
-			if sub != nil {
-				subject = sub.Subject
-			}
-			log.Warn("presenceservice: nats", slog.String("subject", subject), slog.Any("error", err))
-		}),
-	)
-	if err != nil {
-		return fmt.Errorf("presenceservice: nats at %s: %w", s.cfg.NATSURL, err)
-	}
-	s.ncClosed = closed
 	return nil
 }
 

@@ -20,13 +20,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	userv1 "github.com/parleyhq/parley/apis/gen/go/parley/user/v1"
 	"github.com/parleyhq/parley/eventbus"
 	"github.com/parleyhq/parley/platform/auth"
+	"github.com/parleyhq/parley/platform/connect"
 	"github.com/parleyhq/parley/platform/health"
 	"github.com/parleyhq/parley/platform/httpserver"
 	"github.com/parleyhq/parley/platform/rpc"
@@ -161,7 +161,7 @@ type Service struct {
 	rdb      *redis.Client
 	mongo    *mongo.Client
 	nc       *nats.Conn
-	ncClosed chan struct{}
+	ncClosed <-chan struct{}
 }
 
 // New connects to MongoDB, Redis and NATS (each with a deadline), creates
@@ -347,49 +347,16 @@ func loadKeys(cfg Config) (*token.Keyring, error) {
 
 // connect opens the three backends, each bounded by connectTimeout.
 func (s *Service) connect(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-
-	ropts, err := redis.ParseURL(s.cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("userservice: redis url: %w", err)
+	var err error
+	if s.rdb, err = connect.Redis(ctx, s.cfg.RedisURL, connectTimeout); err != nil {
+		return fmt.Errorf("userservice: %w", err)
 	}
-	s.rdb = redis.NewClient(ropts)
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("userservice: redis at %s: %w", ropts.Addr, err)
+	if s.mongo, err = connect.Mongo(ctx, s.cfg.MongoURI, ServiceName, connectTimeout, opTimeout); err != nil {
+		return fmt.Errorf("userservice: %w", err)
 	}
-
-	s.mongo, err = mongo.Connect(options.Client().
-		ApplyURI(s.cfg.MongoURI).
-		SetServerSelectionTimeout(connectTimeout).
-		SetConnectTimeout(connectTimeout).
-		SetTimeout(opTimeout).
-		SetAppName(ServiceName))
-	if err != nil {
-		return fmt.Errorf("userservice: mongodb: %w", err)
+	if s.nc, s.ncClosed, err = connect.NATS(s.cfg.NATSURL, ServiceName, connectTimeout, s.log); err != nil {
+		return fmt.Errorf("userservice: %w", err)
 	}
-	if err := s.mongo.Ping(ctx, nil); err != nil {
-		return fmt.Errorf("userservice: mongodb ping: %w", err)
-	}
-
-	log := s.log
-	closed := make(chan struct{})
-	s.nc, err = nats.Connect(s.cfg.NATSURL,
-		nats.Name(ServiceName),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
-		nats.Timeout(connectTimeout),
-		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("userservice: nats disconnected", slog.Any("error", err))
-			}
-		}),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("userservice: nats reconnected") }),
-	)
-	if err != nil {
-		return fmt.Errorf("userservice: nats at %s: %w", s.cfg.NATSURL, err)
-	}
-	s.ncClosed = closed
 	return nil
 }
 

@@ -8,7 +8,7 @@ MODULES := apis platform eventbus userservice chatservice presenceservice notifi
 PKGS    := ./... $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: run test test-integration lint fmt vet staticcheck buflint generate check-generated gazelle check-gazelle buildifier breaking bench images
+.PHONY: run test test-integration test-browser lint fmt vet staticcheck buflint generate check-generated gazelle check-gazelle buildifier breaking bench images
 
 ## run: start the whole platform with embedded backends on http://localhost:8080
 run:
@@ -25,6 +25,11 @@ test-integration:
 		{ echo "test-integration needs PARLEY_MONGODB_URI, PARLEY_NATS_URL and PARLEY_REDIS_URL (see .ci/run)"; exit 2; }
 	$(GO) test $(TESTFLAGS) -tags integration $(PKGS)
 
+## test-browser: the web client driven by headless Chromium (needs chromium
+## installed, or CHROMIUM_PATH); the `browser` tag tier of e2e
+test-browser:
+	$(GO) test $(TESTFLAGS) -tags browser -run '^TestBrowser' ./e2e/
+
 ## lint: formatting, vet, staticcheck, buf lint, generated code and Bazel files fresh
 lint: fmt vet staticcheck buflint check-generated check-gazelle buildifier breaking
 
@@ -35,9 +40,11 @@ fmt:
 vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags integration $(PKGS)
+	$(GO) vet -tags browser ./e2e/
 
 staticcheck:
 	$(TOOL) staticcheck $(PKGS)
+	$(TOOL) staticcheck -tags browser ./e2e/
 
 buflint:
 	bash scripts/protodeps.sh

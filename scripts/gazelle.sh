@@ -24,7 +24,7 @@ go list -m -e -f '{{if not .Main}}{{.Path}}{{end}}' all 2>/dev/null | awk '
     printf "go_repository(name = \"%s\", importpath = \"%s\")\n", name, path
   }' >"$tmp/repos"
 go tool gazelle update -repo_root="$PWD" -mode="$mode" -repo_config="$tmp/repos" \
-  -go_prefix github.com/parleyhq/parley -build_file_name BUILD.bazel .
+  -go_prefix github.com/parleyhq/parley -build_file_name BUILD.bazel -build_tags integration,browser .
 
 # The use_repo block between the markers lists every go_deps repository a
 # BUILD file refers to.

@@ -144,9 +144,8 @@ func (tokenVerifier) Verify(_ context.Context, token string) (auth.Principal, er
 }
 
 // memChat stands in for the chat service: what the hub calls, in memory.
-// Embedding the interface leaves the calls the hub never makes unimplemented
-// (they would panic on the nil interface, which is fine for a load tool
-// that never makes them).
+// It embeds the client interface for the calls the hub never makes: they
+// would panic on the nil interface, and this load tool never makes them.
 type memChat struct {
 	chatv1.ChatServiceClient
 	nc *nats.Conn

@@ -306,13 +306,18 @@ func (s *Store) run(ctx context.Context, f *fill, channelID string, bulk BulkLis
 	}
 	f.err = err
 	if err == nil {
-		// Every channel whose list is missing or expired (they expire
-		// together after a bulk load, and each would otherwise take a
-		// bulk load of its own); the channel asked for last, so it is the
-		// most recently used.
+		// Every channel whose list is expired (they expire together after
+		// a bulk load, and each would otherwise take a bulk load of its
+		// own) or missing while there is room: the others never evict a
+		// list. The channel asked for last, so it is the most recently
+		// used.
 		now := s.cfg.Now()
 		for id, members := range all {
-			if e := s.entries[id]; id != channelID && (e == nil || !now.Before(e.expires)) {
+			if id == channelID {
+				continue
+			}
+			e := s.entries[id]
+			if (e != nil && !now.Before(e.expires)) || (e == nil && s.lru.Len() < s.cfg.MaxChannels) {
 				s.keepLoaded(f, id, members)
 			}
 		}

@@ -97,6 +97,11 @@ type Config struct {
 	// a join or leave made through another replica. Authorisation never
 	// uses the cached lists.
 	MemberCacheTTL time.Duration
+	// OneWriter queues this service's MongoDB writes one at a time in the
+	// process. Set it on a database that admits one writer at a time, the
+	// embedded FerretDB over SQLite (the all-in-one does); elsewhere it
+	// only costs throughput.
+	OneWriter bool
 
 	// Events names the JetStream streams and the durable subject prefix
 	// (zero value: EVENTS, events.<type>, DLQ). New creates the streams.
@@ -184,7 +189,11 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 
 	sctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	s.store = store.New(s.mongo.Database(cfg.Database))
+	var storeOpts []store.Option
+	if cfg.OneWriter {
+		storeOpts = append(storeOpts, store.OneWriter())
+	}
+	s.store = store.New(s.mongo.Database(cfg.Database), storeOpts...)
 	if err := s.store.EnsureIndexes(sctx); err != nil {
 		return nil, fmt.Errorf("chatservice: %w", err)
 	}

@@ -37,7 +37,7 @@ func (s *Store) SaveAttachment(ctx context.Context, a chat.Attachment, body io.R
 				{Key: "n", Value: n},
 				{Key: "data", Value: bson.Binary{Data: buf[:k]}},
 			}
-			if _, err := s.chunks.InsertOne(ctx, doc); err != nil {
+			if err := s.gatedInsertOne(ctx, s.chunks, doc); err != nil {
 				s.abortUpload(ctx, a.ID)
 				return chat.Attachment{}, fmt.Errorf("write chunk %d of %s: %w", n, a.ID, err)
 			}
@@ -57,7 +57,7 @@ func (s *Store) SaveAttachment(ctx context.Context, a chat.Attachment, body io.R
 		ID: a.ID, Length: size, ChunkSize: chunkSize, UploadDate: a.CreatedAt, Filename: a.Filename,
 		Metadata: fileMetadata{ChannelID: a.ChannelID, UploaderID: a.UploaderID, ContentType: a.ContentType, CreatedAt: a.CreatedAt},
 	}
-	if _, err := s.files.InsertOne(ctx, file); err != nil {
+	if err := s.gatedInsertOne(ctx, s.files, file); err != nil {
 		s.abortUpload(ctx, a.ID)
 		return chat.Attachment{}, fmt.Errorf("write file document of %s: %w", a.ID, err)
 	}
@@ -71,6 +71,11 @@ func (s *Store) abortUpload(ctx context.Context, id string) {
 	defer cancel()
 	// Best effort: a leftover chunk without a files document is invisible
 	// to readers and is what GridFS itself leaves after a crash.
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return
+	}
+	defer unlock()
 	_, _ = s.chunks.DeleteMany(ctx, bson.D{{Key: "files_id", Value: id}})
 }
 
@@ -99,6 +104,11 @@ func (s *Store) OpenAttachment(ctx context.Context, id string) (io.ReadCloser, e
 
 // DeleteAttachment removes an attachment's file document and chunks.
 func (s *Store) DeleteAttachment(ctx context.Context, id string) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	res, err := s.files.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
 	if err != nil {
 		return fmt.Errorf("delete attachment %s: %w", id, err)

@@ -18,6 +18,11 @@ import (
 
 // InsertChannel stores a new channel.
 func (s *Store) InsertChannel(ctx context.Context, ch chat.Channel) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, err := s.channels.InsertOne(ctx, toDocChannel(ch)); err != nil {
 		if mongoutil.IsDuplicateKey(err) {
 			return fmt.Errorf("channel %s: %w", ch.ID, chat.ErrDuplicate)
@@ -98,58 +103,85 @@ func (s *Store) BrowseChannels(ctx context.Context, q chat.BrowseQuery) ([]chat.
 func (s *Store) SetLastMessage(ctx context.Context, m chat.Message) error {
 	set := bson.D{{Key: "$set", Value: bson.D{{Key: "last_seq", Value: m.Seq}, {Key: "last_message", Value: toDocPreview(m)}}}}
 	if !s.idFiltersOnly.Load() {
-		_, err := s.channels.UpdateOne(ctx,
+		_, err := s.gatedUpdateOne(ctx, s.channels,
 			bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: bson.D{{Key: "$lt", Value: m.Seq}}}}, set)
 		if err != nil {
 			return fmt.Errorf("set last message of %s: %w", m.ChannelID, err)
 		}
 		return nil
 	}
-	return s.updatePreview(ctx, m.ChannelID, func(last int64) bool { return last < m.Seq }, set)
+	return s.updatePreview(ctx, m.ChannelID, func(last int64) bool { return last < m.Seq }, m.Seq, set)
 }
 
 // ReplaceLastMessage refreshes the preview if it shows m.
 func (s *Store) ReplaceLastMessage(ctx context.Context, m chat.Message) error {
 	set := bson.D{{Key: "$set", Value: bson.D{{Key: "last_message", Value: toDocPreview(m)}}}}
 	if !s.idFiltersOnly.Load() {
-		_, err := s.channels.UpdateOne(ctx, bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: m.Seq}}, set)
+		_, err := s.gatedUpdateOne(ctx, s.channels, bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: m.Seq}}, set)
 		if err != nil {
 			return fmt.Errorf("replace last message of %s: %w", m.ChannelID, err)
 		}
 		return nil
 	}
-	return s.updatePreview(ctx, m.ChannelID, func(last int64) bool { return last == m.Seq }, set)
+	return s.updatePreview(ctx, m.ChannelID, func(last int64) bool { return last == m.Seq }, m.Seq, set)
 }
 
 // updatePreview applies update to the channel when its last_seq passes
-// cond, with filters on _id alone (see SetLastMessage).
-func (s *Store) updatePreview(ctx context.Context, channelID string, cond func(lastSeq int64) bool, update bson.D) error {
-	mu := &s.previewLocks[stripe(channelID, len(s.previewLocks))]
-	mu.Lock()
-	defer mu.Unlock()
-	var cur struct {
-		LastSeq int64 `bson:"last_seq"`
-	}
+// cond, with filters on _id alone (see SetLastMessage); newSeq is the
+// last_seq after the update.
+//
+// The last_seq this process read or wrote is remembered for
+// previewMemoTTL, which saves the read on most sends: only this process
+// moves a channel's preview between reads, except for another replica on
+// the same FerretDB, whose newer preview this one could overwrite within
+// the TTL, until the next message (the race the read-compare-write has
+// anyway, in a longer window).
+func (s *Store) updatePreview(ctx context.Context, channelID string, cond func(lastSeq int64) bool, newSeq int64, update bson.D) error {
+	p := &s.previews[stripe(channelID, len(s.previews))]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := s.now()
+	last, known := p.lookup(channelID, now)
 	byID := bson.D{{Key: "_id", Value: channelID}}
-	err := s.channels.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: "last_seq", Value: 1}})).Decode(&cur)
-	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
-		return nil // deleted meanwhile: nothing to show
-	case err != nil:
-		return fmt.Errorf("read last seq of %s: %w", channelID, err)
-	case !cond(cur.LastSeq):
+	if !known {
+		var cur struct {
+			LastSeq int64 `bson:"last_seq"`
+		}
+		err := s.channels.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: "last_seq", Value: 1}})).Decode(&cur)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			return nil // deleted meanwhile: nothing to show
+		case err != nil:
+			return fmt.Errorf("read last seq of %s: %w", channelID, err)
+		}
+		last = cur.LastSeq
+		p.remember(channelID, last, now)
+	}
+	if !cond(last) {
 		return nil
 	}
-	if _, err := s.channels.UpdateOne(ctx, byID, update); err != nil {
+	res, err := s.gatedUpdateOne(ctx, s.channels, byID, update)
+	if err != nil {
+		p.forget(channelID) // the write may or may not have happened
 		return fmt.Errorf("update preview of %s: %w", channelID, err)
 	}
+	if res.MatchedCount == 0 {
+		p.forget(channelID) // deleted
+		return nil
+	}
+	p.remember(channelID, newSeq, now)
 	return nil
 }
 
 // AddMember stores a membership; an existing one is returned with false.
 func (s *Store) AddMember(ctx context.Context, m chat.Member) (chat.Member, bool, error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return chat.Member{}, false, err
+	}
+	defer unlock()
 	d := toDocMember(m)
-	_, err := s.members.InsertOne(ctx, d)
+	_, err = s.members.InsertOne(ctx, d)
 	if err == nil {
 		return m, true, nil
 	}
@@ -174,6 +206,11 @@ func (s *Store) GetMember(ctx context.Context, channelID, userID string) (chat.M
 
 // DeleteMember removes a membership and reports whether it existed.
 func (s *Store) DeleteMember(ctx context.Context, channelID, userID string) (bool, error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	res, err := s.members.DeleteOne(ctx, bson.D{{Key: "_id", Value: memberID(channelID, userID)}})
 	if err != nil {
 		return false, fmt.Errorf("delete member %s of %s: %w", userID, channelID, err)
@@ -183,8 +220,13 @@ func (s *Store) DeleteMember(ctx context.Context, channelID, userID string) (boo
 
 // SetMemberRole changes a member's role.
 func (s *Store) SetMemberRole(ctx context.Context, channelID, userID, role string) (chat.Member, error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return chat.Member{}, err
+	}
+	defer unlock()
 	var d memberDoc
-	err := s.members.FindOneAndUpdate(ctx,
+	err = s.members.FindOneAndUpdate(ctx,
 		bson.D{{Key: "_id", Value: memberID(channelID, userID)}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "role", Value: role}}}},
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
@@ -327,8 +369,13 @@ func (s *Store) CountMembers(ctx context.Context, channelIDs []string) (map[stri
 
 // MarkRead raises last_read_seq with $max and returns the stored value.
 func (s *Store) MarkRead(ctx context.Context, channelID, userID string, seq int64) (int64, error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	var d memberDoc
-	err := s.members.FindOneAndUpdate(ctx,
+	err = s.members.FindOneAndUpdate(ctx,
 		bson.D{{Key: "_id", Value: memberID(channelID, userID)}},
 		bson.D{{Key: "$max", Value: bson.D{{Key: "last_read_seq", Value: seq}}}},
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)

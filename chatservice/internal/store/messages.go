@@ -20,8 +20,12 @@ const upsertAttempts = 3
 // NextSeq increments the channel's counter: FindOneAndUpdate with $inc,
 // upsert, returning the new value.
 func (s *Store) NextSeq(ctx context.Context, channelID string) (int64, error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	opts := options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)
-	var err error
 	for range upsertAttempts {
 		var d counterDoc
 		err = s.counters.FindOneAndUpdate(ctx,
@@ -42,7 +46,12 @@ func (s *Store) NextSeq(ctx context.Context, channelID string) (int64, error) {
 
 // RaiseSeq moves the counter up to at least seq.
 func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error {
-	_, err := s.counters.UpdateOne(ctx,
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = s.counters.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: channelID}},
 		bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: seq}}}},
 		options.UpdateOne().SetUpsert(true))
@@ -57,7 +66,12 @@ func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error
 // one is told by looking the id up, since the error text differs between
 // MongoDB and FerretDB's backends.
 func (s *Store) InsertMessage(ctx context.Context, m chat.Message) error {
-	_, err := s.messages.InsertOne(ctx, toDocMessage(m))
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = s.messages.InsertOne(ctx, toDocMessage(m))
 	if err == nil {
 		return nil
 	}
@@ -85,6 +99,11 @@ func (s *Store) GetMessage(ctx context.Context, id string) (chat.Message, error)
 
 // UpdateMessage stores the mutable fields of m.
 func (s *Store) UpdateMessage(ctx context.Context, m chat.Message) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	d := toDocMessage(m)
 	set := bson.D{
 		{Key: "content", Value: d.Content},
@@ -193,7 +212,12 @@ func (s *Store) InsertMessages(ctx context.Context, ms []chat.Message) error {
 	for i, m := range ms {
 		docs[i] = toDocMessage(m)
 	}
-	_, err := s.messages.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = s.messages.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
 		return nil
 	}

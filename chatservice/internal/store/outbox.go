@@ -14,6 +14,11 @@ import (
 
 // PutOutbox stores an outbox entry.
 func (s *Store) PutOutbox(ctx context.Context, e chat.OutboxEntry) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, err := s.outbox.InsertOne(ctx, toDocOutbox(e)); err != nil {
 		if mongoutil.IsDuplicateKey(err) {
 			return fmt.Errorf("outbox entry %s: %w", e.ID, chat.ErrDuplicate)
@@ -25,6 +30,11 @@ func (s *Store) PutOutbox(ctx context.Context, e chat.OutboxEntry) error {
 
 // DeleteOutbox removes an entry.
 func (s *Store) DeleteOutbox(ctx context.Context, id string) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, err := s.outbox.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
 		return fmt.Errorf("delete outbox entry %s: %w", id, err)
 	}
@@ -54,6 +64,11 @@ func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]chat
 // (replicas) on MongoDB one wins. On FerretDB v1 both may win; the event id
 // makes the double publish harmless.
 func (s *Store) ClaimOutbox(ctx context.Context, id string, now, until time.Time) (bool, error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	res, err := s.outbox.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: id}, {Key: "next_attempt_at", Value: bson.D{{Key: "$lte", Value: now}}}},
 		bson.D{

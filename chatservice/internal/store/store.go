@@ -22,7 +22,6 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,9 +59,42 @@ type Store struct {
 	// idFiltersOnly is set on FerretDB, whose v1 query planner pushes down
 	// only a filter on _id alone: hot paths then avoid compound filters.
 	idFiltersOnly atomic.Bool
-	// previewLocks serialize the read-compare-write of a channel's preview
-	// on FerretDB, striped by channel id.
-	previewLocks [64]sync.Mutex
+	// previews serialize the read-compare-write of a channel's preview on
+	// FerretDB, striped by channel id, and remember the last_seq seen.
+	previews [64]previewStripe
+	now      func() time.Time
+	// writeGate, when set, lets one write at a time through (see
+	// OneWriter).
+	writeGate chan struct{}
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// OneWriter queues the store's writes in the process, one at a time, for a
+// database that admits one writer at a time: the embedded FerretDB keeps
+// each database in one SQLite file. Concurrent writers there wait in
+// SQLite's busy handler, which sleeps 1, 2, 5, ... up to 100 ms between
+// tries while the CPU idles, and lets a newcomer overtake a writer that
+// has waited long; under load that cost more throughput than any query,
+// and put seconds into the tail latency of a send. Reads are not queued.
+func OneWriter() Option {
+	return func(s *Store) { s.writeGate = make(chan struct{}, 1) }
+}
+
+// lockWrites waits for the write gate, or for ctx, and returns its
+// release. A write method holds it around its writes and never calls
+// another write method while holding it.
+func (s *Store) lockWrites(ctx context.Context) (func(), error) {
+	if s.writeGate == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writeGate <- struct{}{}:
+		return func() { <-s.writeGate }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the write gate: %w", ctx.Err())
+	}
 }
 
 var (
@@ -73,8 +105,8 @@ var (
 )
 
 // New returns a store on db. Call EnsureIndexes once at start-up.
-func New(db *mongo.Database) *Store {
-	return &Store{
+func New(db *mongo.Database, opts ...Option) *Store {
+	s := &Store{
 		db:       db,
 		channels: db.Collection(ChannelsCollection),
 		members:  db.Collection(MembersCollection),
@@ -83,7 +115,12 @@ func New(db *mongo.Database) *Store {
 		outbox:   db.Collection(OutboxCollection),
 		files:    db.Collection(AttachmentsBucket + ".files"),
 		chunks:   db.Collection(AttachmentsBucket + ".chunks"),
+		now:      time.Now,
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Index names, so a test (and an operator) can find them.
@@ -169,6 +206,27 @@ func stripe(key string, n int) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
 	return int(h.Sum32() % uint32(n))
+}
+
+// gatedUpdateOne is UpdateOne through the write gate.
+func (s *Store) gatedUpdateOne(ctx context.Context, c *mongo.Collection, filter, update any) (*mongo.UpdateResult, error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return c.UpdateOne(ctx, filter, update)
+}
+
+// gatedInsertOne is InsertOne through the write gate.
+func (s *Store) gatedInsertOne(ctx context.Context, c *mongo.Collection, doc any) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = c.InsertOne(ctx, doc)
+	return err
 }
 
 // Database returns the database the store writes to.

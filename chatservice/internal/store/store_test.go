@@ -354,3 +354,122 @@ func TestOutbox(t *testing.T) {
 		t.Fatalf("count %d %v", n, err)
 	}
 }
+
+// On FerretDB the preview is a read-compare-write by _id, and the last_seq
+// read or written is trusted for previewMemoTTL: a newer preview written
+// by another replica can be overwritten within the TTL (until the next
+// message), never after it.
+func TestPreviewMemo(t *testing.T) {
+	a, db := newStore(t)
+	a.idFiltersOnly.Store(true)
+	clock := testenv.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a.now = clock.Now
+	b := New(db) // another replica
+	b.idFiltersOnly.Store(true)
+	ctx := t.Context()
+	now := clock.Now()
+	if err := a.InsertChannel(ctx, chat.Channel{ID: "memo", Type: chat.ChannelGroup, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	set := func(s *Store, seq int64) {
+		t.Helper()
+		if err := s.SetLastMessage(ctx, chat.Message{ID: fmt.Sprint("m", seq), ChannelID: "memo", Seq: seq, Content: fmt.Sprint(seq), CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := func() int64 {
+		t.Helper()
+		ch, err := a.GetChannel(ctx, "memo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch.LastSeq
+	}
+	steps := []struct {
+		name    string
+		store   *Store
+		seq     int64
+		advance time.Duration
+		want    int64
+	}{
+		{"first write reads, then writes", a, 5, 0, 5},
+		{"an older seq from memory is ignored", a, 4, 0, 5},
+		{"the other replica moves it on", b, 7, 0, 7},
+		{"within the TTL the memo may regress it", a, 6, time.Second, 6},
+		{"the other replica again", b, 9, 0, 9},
+		{"after the TTL the memo is read again", a, 8, previewMemoTTL, 9},
+		{"and then trusted again", a, 10, 0, 10},
+	}
+	for _, st := range steps {
+		clock.Advance(st.advance)
+		set(st.store, st.seq)
+		if got := last(); got != st.want {
+			t.Fatalf("%s: last_seq %d, want %d", st.name, got, st.want)
+		}
+	}
+
+	// A deleted channel is forgotten, and a preview is never written
+	// for it.
+	if _, err := db.Collection(ChannelsCollection).DeleteOne(ctx, bson.D{{Key: "_id", Value: "memo"}}); err != nil {
+		t.Fatal(err)
+	}
+	set(a, 11)
+	if n, err := db.Collection(ChannelsCollection).CountDocuments(ctx, bson.D{{Key: "_id", Value: "memo"}}); err != nil || n != 0 {
+		t.Fatalf("deleted channel: %d documents, %v", n, err)
+	}
+	p := &a.previews[stripe("memo", len(a.previews))]
+	if _, known := p.lookup("memo", clock.Now()); known {
+		t.Fatal("the memo still knows a deleted channel")
+	}
+}
+
+// With OneWriter, writes queue in the process: concurrent counter
+// increments are exact even on FerretDB (whose $inc is a
+// read-modify-write), and a write whose context ends while it waits gives
+// up with the context's error.
+func TestOneWriter(t *testing.T) {
+	_, db := newStore(t)
+	s := New(db, OneWriter())
+	ctx := t.Context()
+	const n = 20
+	seqs := make(chan int64, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			seq, err := s.NextSeq(ctx, "gated")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			seqs <- seq
+		})
+	}
+	wg.Wait()
+	close(seqs)
+	seen := map[int64]bool{}
+	for seq := range seqs {
+		if seen[seq] {
+			t.Fatalf("seq %d handed out twice", seq)
+		}
+		seen[seq] = true
+	}
+	for seq := int64(1); seq <= n; seq++ {
+		if !seen[seq] {
+			t.Fatalf("seq %d missing; got %v", seq, seen)
+		}
+	}
+
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := s.PutOutbox(wctx, chat.OutboxEntry{ID: "waits", CreatedAt: time.Now()}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write while the gate is held: %v, want the deadline", err)
+	}
+	unlock()
+	if err := s.PutOutbox(ctx, chat.OutboxEntry{ID: "passes", CreatedAt: time.Now()}); err != nil {
+		t.Fatalf("write after the gate is released: %v", err)
+	}
+}

@@ -1,0 +1,28 @@
+package store
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// The memo drops expired entries once a stripe is large, so it holds only
+// the channels active within the TTL.
+func TestPreviewStripePrunes(t *testing.T) {
+	var p previewStripe
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range previewMemoPrune {
+		p.remember(fmt.Sprint("old", i), int64(i), t0)
+	}
+	later := t0.Add(previewMemoTTL)
+	p.remember("fresh", 1, later)
+	if len(p.seqs) != 1 {
+		t.Fatalf("after pruning: %d entries, want 1", len(p.seqs))
+	}
+	if seq, ok := p.lookup("fresh", later); !ok || seq != 1 {
+		t.Fatalf("fresh entry: %d %v", seq, ok)
+	}
+	if _, ok := p.lookup("fresh", later.Add(previewMemoTTL)); ok {
+		t.Fatal("an entry older than the TTL is trusted")
+	}
+}

@@ -120,6 +120,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	defer clients.close(context.WithoutCancel(ctx))
+	dbs, err := chooseDatabases(ctx, clients.mongo)
+	if err != nil {
+		return err
+	}
+	if dbs.chat == sharedDatabase {
+		log.Info("keeping the single shared MongoDB database of an earlier version", slog.String("database", sharedDatabase))
+	}
 
 	// Services authenticate calls between them with a shared secret; in one
 	// process a fresh random one per start is enough.
@@ -158,6 +165,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	users, err := userservice.New(ctx, userservice.Config{
 		GRPCListener: userLis,
 		MongoURI:     backends.MongoURI,
+		Database:     dbs.users,
 		NATSURL:      backends.NATSURL,
 		RedisURL:     backends.RedisURL,
 		ServiceToken: serviceToken,
@@ -189,6 +197,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	audit, err := auditservice.New(ctx, auditservice.Config{
 		GRPCListener: auditLis,
 		MongoURI:     backends.MongoURI,
+		Database:     dbs.audit,
 		NATSURL:      backends.NATSURL,
 		Auth:         hook,
 		RequireAdmin: func(ctx context.Context) error {
@@ -219,12 +228,19 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	chat, err := chatservice.New(ctx, chatservice.Config{
 		GRPCListener: chatLis,
 		MongoURI:     backends.MongoURI,
-		NATSURL:      backends.NATSURL,
-		RedisURL:     backends.RedisURL,
-		ServiceToken: serviceToken,
-		Verifier:     verifier,
-		UserService:  userConn,
-		Logger:       log.With("service", "chat"),
+		Database:     dbs.chat,
+		// SQLite admits one writer at a time; see chatservice.Config.
+		OneWriter: backends.MongoEmbedded(),
+		// Only this process reaches the embedded FerretDB, so every
+		// membership change passes through the chat service's cache and
+		// the cached lists are exact: refreshing them is wasted work.
+		MemberCacheTTL: memberCacheTTL(backends),
+		NATSURL:        backends.NATSURL,
+		RedisURL:       backends.RedisURL,
+		ServiceToken:   serviceToken,
+		Verifier:       verifier,
+		UserService:    userConn,
+		Logger:         log.With("service", "chat"),
 	})
 	if err != nil {
 		_ = chatLis.Close()
@@ -235,6 +251,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	presence, err := presenceservice.New(ctx, presenceservice.Config{
 		GRPCListener: presenceLis,
 		MongoURI:     backends.MongoURI,
+		Database:     dbs.presence,
 		NATSURL:      backends.NATSURL,
 		RedisURL:     backends.RedisURL,
 		ServiceToken: serviceToken,
@@ -277,6 +294,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		GRPCListener:       notifyLis,
 		HTTPListener:       notifyHTTP,
 		MongoURI:           backends.MongoURI,
+		Database:           dbs.notifications,
 		NATSURL:            backends.NATSURL,
 		ChatService:        chatConn,
 		PresenceService:    presenceConn,
@@ -345,6 +363,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		cfg.Ready(baseURL)
 	}
 	return g.Wait()
+}
+
+// memberCacheTTL is the chat service's member-list TTL: long on the
+// embedded FerretDB, which no other replica can write to; the service's
+// default with an external MongoDB, which other replicas may share.
+func memberCacheTTL(b *embedded.Backends) time.Duration {
+	if b.MongoEmbedded() {
+		return time.Hour
+	}
+	return 0
 }
 
 // persistentSecret returns the secret stored at path, creating it on first

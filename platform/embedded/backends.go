@@ -39,6 +39,11 @@ func (b *Backends) IndexIDs(ctx context.Context) error {
 	return b.mongo.IndexIDs(ctx)
 }
 
+// MongoEmbedded reports whether MongoURI is the embedded FerretDB: a
+// server only this process uses, which keeps each database in one SQLite
+// file.
+func (b *Backends) MongoEmbedded() bool { return b.mongo != nil }
+
 // Start starts the embedded backends that cfg does not name as external.
 // On error, whatever was started is stopped again.
 func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {

@@ -158,6 +158,11 @@ func TestClientMsgIDMakesSendIdempotent(t *testing.T) {
 	if other.GetMessage().GetId() == first.GetMessage().GetId() {
 		t.Fatal("bob's c-1 returned alice's message")
 	}
+	// Retries give back the seqs they drew: the channel's seqs have no
+	// holes.
+	if seq := other.GetMessage().GetSeq(); seq != 3 {
+		t.Fatalf("the third message has seq %d, want 3: retries left holes", seq)
+	}
 	if c := f.countMessages(t, ch.GetId()); c != 3 {
 		t.Fatalf("%d messages stored, want 3", c)
 	}

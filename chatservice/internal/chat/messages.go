@@ -56,12 +56,6 @@ func (s *Service) SendMessage(ctx context.Context, c Caller, in NewMessage) (Mes
 	id := newID("m")
 	if in.ClientMsgID != "" {
 		id = messageIDFor(ch.ID, c.UserID, in.ClientMsgID)
-		switch m, err := s.messages.GetMessage(ctx, id); {
-		case err == nil:
-			return m, nil // a retry: the first attempt stored it
-		case !errors.Is(err, ErrNotFound):
-			return Message{}, fmt.Errorf("look up retried message: %w", err)
-		}
 	}
 	var att *Attachment
 	if in.AttachmentID != "" {
@@ -95,12 +89,27 @@ func (s *Service) SendMessage(ctx context.Context, c Caller, in NewMessage) (Mes
 	if len(m.Metadata) == 0 {
 		m.Metadata = nil
 	}
-	entry, err := s.record(ctx, Event{
+	// A retry is not looked up before it is recorded: that would cost
+	// every send a read. Recording tells an attempt still pending (its
+	// outbox entry exists); a retry of a finished one finds its id taken
+	// when it inserts (see storeMessage).
+	ev := Event{
 		ID: sentEventID(id), Type: EventMessageSent, ChannelID: ch.ID, ChannelType: ch.Type,
 		ActorID: c.UserID, Time: now, Message: &m, Mentions: Mentions(content),
-	})
+	}
+	entry, pending, err := s.recordNew(ctx, ev)
 	if err != nil {
 		return Message{}, err
+	}
+	if pending {
+		switch stored, err := s.messages.GetMessage(ctx, id); {
+		case err == nil:
+			return stored, nil // the earlier attempt stored it and finishes it
+		case !errors.Is(err, ErrNotFound):
+			return Message{}, fmt.Errorf("look up retried message: %w", err)
+		}
+		// Not stored yet: store it now; whichever attempt inserts first
+		// wins, the other gets its message.
 	}
 	stored, err := s.storeMessage(ctx, m)
 	if err != nil {
@@ -148,6 +157,12 @@ func (s *Service) storeMessage(ctx context.Context, m Message) (Message, error) 
 		case err == nil:
 			return m, nil
 		case errors.Is(err, ErrMessageExists):
+			// A retry of a stored message: give the seq back, so the
+			// channel's seqs stay without holes.
+			if err := s.messages.ReleaseSeq(ctx, m.ChannelID, seq); err != nil {
+				s.log.WarnContext(ctx, "release the seq of a retried send", slog.String("channel_id", m.ChannelID),
+					slog.Int64("seq", seq), slog.Any("error", err))
+			}
 			stored, err := s.messages.GetMessage(ctx, m.ID)
 			if err != nil {
 				return Message{}, fmt.Errorf("load message stored by a concurrent retry: %w", err)

@@ -29,12 +29,21 @@ const finishTimeout = 10 * time.Second
 // record stores ev in the outbox. An entry that already exists (a
 // concurrent retry of the same send) is fine: it announces the same thing.
 func (s *Service) record(ctx context.Context, ev Event) (OutboxEntry, error) {
+	e, _, err := s.recordNew(ctx, ev)
+	return e, err
+}
+
+// recordNew is record, and reports whether the entry existed already.
+func (s *Service) recordNew(ctx context.Context, ev Event) (OutboxEntry, bool, error) {
 	now := s.clock.Now()
 	e := OutboxEntry{ID: ev.ID, Event: ev, CreatedAt: now, NextAttemptAt: now.Add(s.outboxDelay)}
-	if err := s.outbox.PutOutbox(ctx, e); err != nil && !errors.Is(err, ErrDuplicate) {
-		return OutboxEntry{}, fmt.Errorf("record %s event: %w", ev.Type, err)
+	switch err := s.outbox.PutOutbox(ctx, e); {
+	case errors.Is(err, ErrDuplicate):
+		return e, true, nil
+	case err != nil:
+		return OutboxEntry{}, false, fmt.Errorf("record %s event: %w", ev.Type, err)
 	}
-	return e, nil
+	return e, false, nil
 }
 
 // detached returns a context that outlives the caller's, bounded by

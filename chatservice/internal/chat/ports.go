@@ -56,6 +56,9 @@ type MessageStore interface {
 	NextSeq(ctx context.Context, channelID string) (int64, error)
 	// RaiseSeq moves the channel's counter up to at least seq.
 	RaiseSeq(ctx context.Context, channelID string, seq int64) error
+	// ReleaseSeq moves the channel's counter back to seq-1 if seq is the
+	// last one it handed out, and leaves it otherwise.
+	ReleaseSeq(ctx context.Context, channelID string, seq int64) error
 	// InsertMessage stores m: ErrMessageExists if its id is stored already,
 	// ErrSeqTaken if another message of the channel holds its seq.
 	InsertMessage(ctx context.Context, m Message) error

@@ -61,6 +61,39 @@ func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error
 	return nil
 }
 
+// ReleaseSeq gives back seq if it is still the counter's value. On
+// MongoDB the filter makes that one atomic step. On FerretDB (filters on
+// _id alone, see SetLastMessage) it reads, compares and writes by _id; the
+// caller holds the channel's seq lock, so no send of this process moves
+// the counter meanwhile.
+func (s *Store) ReleaseSeq(ctx context.Context, channelID string, seq int64) error {
+	if s.idFiltersOnly.Load() {
+		var d counterDoc
+		err := s.counters.FindOne(ctx, bson.D{{Key: "_id", Value: channelID}}).Decode(&d)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			return nil
+		case err != nil:
+			return fmt.Errorf("read seq of %s: %w", channelID, err)
+		case d.Seq != seq:
+			return nil
+		}
+		_, err = s.gatedUpdateOne(ctx, s.counters, bson.D{{Key: "_id", Value: channelID}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq - 1}}}})
+		if err != nil {
+			return fmt.Errorf("release seq %d of %s: %w", seq, channelID, err)
+		}
+		return nil
+	}
+	_, err := s.gatedUpdateOne(ctx, s.counters,
+		bson.D{{Key: "_id", Value: channelID}, {Key: "seq", Value: seq}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(-1)}}}})
+	if err != nil {
+		return fmt.Errorf("release seq %d of %s: %w", seq, channelID, err)
+	}
+	return nil
+}
+
 // InsertMessage stores a message. A duplicate key is either the id (a
 // retried send: chat.ErrMessageExists) or the seq (chat.ErrSeqTaken); which
 // one is told by looking the id up, since the error text differs between

@@ -473,3 +473,46 @@ func TestOneWriter(t *testing.T) {
 		t.Fatalf("write after the gate is released: %v", err)
 	}
 }
+
+// ReleaseSeq gives a seq back only while it is the counter's value, with
+// the compound filter (MongoDB) and with the read-compare-write by _id
+// (FerretDB).
+func TestReleaseSeq(t *testing.T) {
+	s, _ := newStore(t)
+	ferret := s.idFiltersOnly.Load()
+	defer s.idFiltersOnly.Store(ferret)
+	ctx := t.Context()
+	for _, idOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("idFiltersOnly=%v", idOnly), func(t *testing.T) {
+			s.idFiltersOnly.Store(idOnly)
+			ch := fmt.Sprintf("release-%v", idOnly)
+			steps := []struct {
+				name     string
+				next     int // NextSeq calls first
+				release  int64
+				wantNext int64
+			}{
+				{"the last seq goes back", 3, 3, 3},
+				{"an older seq does not", 1, 2, 5},
+				{"nor a seq never handed out", 0, 9, 6},
+			}
+			for _, st := range steps {
+				for range st.next {
+					if _, err := s.NextSeq(ctx, ch); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := s.ReleaseSeq(ctx, ch, st.release); err != nil {
+					t.Fatalf("%s: %v", st.name, err)
+				}
+				got, err := s.NextSeq(ctx, ch)
+				if err != nil || got != st.wantNext {
+					t.Fatalf("%s: next seq %d %v, want %d", st.name, got, err, st.wantNext)
+				}
+			}
+			if err := s.ReleaseSeq(ctx, ch+"-missing", 1); err != nil {
+				t.Fatalf("a channel without a counter: %v", err)
+			}
+		})
+	}
+}

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,27 +24,7 @@ import (
 	"github.com/parleyhq/parley/platform/logging"
 )
 
-// defaultGCPercent is the all-in-one's GOGC. Every service, FerretDB and
-// NATS share one heap here, and with Go's default of 100 the collector
-// took 12 % of the CPU under loadgen (10,000 connections, 100 messages/s);
-// 200 halves that for a larger heap between collections (the idle cost
-// per connection is in docs/performance.md). GOGC, when set, wins.
-const defaultGCPercent = 200
-
-// tuneGC sets defaultGCPercent unless GOGC is set, and returns the
-// percentage in force (-1: GOGC=off).
-func tuneGC(getenv func(string) string) int {
-	if getenv("GOGC") != "" {
-		pct := debug.SetGCPercent(100) // read the runtime's value...
-		debug.SetGCPercent(pct)        // ...and put it back
-		return pct
-	}
-	debug.SetGCPercent(defaultGCPercent)
-	return defaultGCPercent
-}
-
 func main() {
-	tuneGC(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {

@@ -8,15 +8,17 @@ import (
 // previewMemoTTL bounds how long a remembered last_seq is trusted.
 const previewMemoTTL = 5 * time.Second
 
-// previewMemoPrune is the stripe size at which expired entries are
-// dropped, so the memo stays proportional to the channels active within
-// the TTL.
+// previewMemoPrune is the smallest stripe size at which expired entries
+// are dropped, so the memo stays proportional to the channels active
+// within the TTL. After a sweep the next one waits until the stripe has
+// doubled, so a stripe of many active channels is not swept on every send.
 const previewMemoPrune = 256
 
 // previewStripe is one lock stripe of the preview memo.
 type previewStripe struct {
-	mu   sync.Mutex
-	seqs map[string]previewSeen
+	mu      sync.Mutex
+	seqs    map[string]previewSeen
+	pruneAt int // size that triggers the next sweep; 0: previewMemoPrune
 }
 
 type previewSeen struct {
@@ -36,12 +38,13 @@ func (p *previewStripe) remember(channelID string, seq int64, now time.Time) {
 	if p.seqs == nil {
 		p.seqs = make(map[string]previewSeen)
 	}
-	if len(p.seqs) >= previewMemoPrune {
+	if len(p.seqs) >= max(p.pruneAt, previewMemoPrune) {
 		for id, e := range p.seqs {
 			if now.Sub(e.at) >= previewMemoTTL {
 				delete(p.seqs, id)
 			}
 		}
+		p.pruneAt = 2 * len(p.seqs)
 	}
 	p.seqs[channelID] = previewSeen{seq: seq, at: now}
 }

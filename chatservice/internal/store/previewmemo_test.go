@@ -25,4 +25,19 @@ func TestPreviewStripePrunes(t *testing.T) {
 	if _, ok := p.lookup("fresh", later.Add(previewMemoTTL)); ok {
 		t.Fatal("an entry older than the TTL is trusted")
 	}
+
+	// A stripe of many live channels is swept again only once it has
+	// doubled, not on every send: 512 live entries cost one sweep (at
+	// 256), and the sweep at 512 drops them once they have expired.
+	var q previewStripe
+	for i := range 2 * previewMemoPrune {
+		q.remember(fmt.Sprint("live", i), 1, later)
+	}
+	if len(q.seqs) != 2*previewMemoPrune || q.pruneAt != 2*previewMemoPrune {
+		t.Fatalf("%d entries, next sweep at %d; want %d and %d", len(q.seqs), q.pruneAt, 2*previewMemoPrune, 2*previewMemoPrune)
+	}
+	q.remember("last", 1, later.Add(previewMemoTTL))
+	if len(q.seqs) != 1 {
+		t.Fatalf("after the sweep at twice the size: %d entries, want 1", len(q.seqs))
+	}
 }

@@ -48,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.MongoURI, "mongodb-uri", "", "use this MongoDB (or FerretDB) instead of the embedded FerretDB")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server (JetStream enabled) instead of the embedded one")
 	fs.StringVar(&cfg.RedisURL, "redis-url", "", "use this Redis instead of the embedded miniredis")
+	fs.BoolVar(&cfg.SyncEveryCommit, "sync-every-commit", false,
+		"make the embedded FerretDB fsync every commit: durable through a power cut, at about 1 ms per write (default: durable through a crash of this process)")
 	fs.BoolVar(&demo, "demo", false, "seed demo users (alice, bob, carol), channels and history, and print their logins")
 	fs.StringVar(&adminUsers, "admin-users", "", "comma-separated usernames that get the admin role")
 	n := &cfg.Notifications

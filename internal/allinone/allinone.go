@@ -52,6 +52,10 @@ type Config struct {
 	// MongoURI, NATSURL and RedisURL replace the embedded backend with a real
 	// server when set.
 	MongoURI, NATSURL, RedisURL string
+	// SyncEveryCommit makes the embedded FerretDB fsync every commit
+	// (embedded.MongoConfig.SyncEveryCommit); by default a commit
+	// survives a crash of the process, not of the machine.
+	SyncEveryCommit bool
 	// AdminUsers are the usernames granted the admin role.
 	AdminUsers []string
 	// Notifications configures the push and email providers; with none
@@ -105,6 +109,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		NATSURL:  cfg.NATSURL,
 		RedisURL: cfg.RedisURL,
 		Logger:   log,
+
+		MongoSyncEveryCommit: cfg.SyncEveryCommit,
 	})
 	if err != nil {
 		return fmt.Errorf("start backends: %w", err)

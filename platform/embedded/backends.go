@@ -18,6 +18,8 @@ type Config struct {
 	MongoURI, NATSURL, RedisURL string
 	// Logger for the embedded servers; nil discards their logs.
 	Logger *slog.Logger
+	// MongoSyncEveryCommit: see MongoConfig.SyncEveryCommit.
+	MongoSyncEveryCommit bool
 }
 
 // Backends holds the URLs of the three backends, embedded or external.
@@ -57,7 +59,9 @@ func Start(ctx context.Context, cfg Config) (_ *Backends, err error) {
 		return nil, fmt.Errorf("start backends: %w", ErrNoDir)
 	}
 	if b.MongoURI == "" {
-		m, err := StartMongo(ctx, MongoConfig{Dir: filepath.Join(cfg.DataDir, "mongo"), Logger: cfg.Logger})
+		m, err := StartMongo(ctx, MongoConfig{
+			Dir: filepath.Join(cfg.DataDir, "mongo"), Logger: cfg.Logger, SyncEveryCommit: cfg.MongoSyncEveryCommit,
+		})
 		if err != nil {
 			return nil, err
 		}

@@ -47,10 +47,17 @@ func withMongo(t *testing.T, uri string, f func(*mongo.Collection)) {
 }
 
 func TestMongoKeepsDataAcrossRestart(t *testing.T) {
-	dir := t.TempDir()
+	for _, syncEvery := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SyncEveryCommit=%v", syncEvery), func(t *testing.T) {
+			testMongoKeepsDataAcrossRestart(t, embedded.MongoConfig{Dir: t.TempDir(), SyncEveryCommit: syncEvery})
+		})
+	}
+}
+
+func testMongoKeepsDataAcrossRestart(t *testing.T, cfg embedded.MongoConfig) {
 	ctx := ctxT(t)
 
-	m, err := embedded.StartMongo(ctx, embedded.MongoConfig{Dir: dir})
+	m, err := embedded.StartMongo(ctx, cfg)
 	if err != nil {
 		t.Fatalf("StartMongo: %v", err)
 	}
@@ -70,7 +77,7 @@ func TestMongoKeepsDataAcrossRestart(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 
-	m2, err := embedded.StartMongo(ctx, embedded.MongoConfig{Dir: dir})
+	m2, err := embedded.StartMongo(ctx, cfg)
 	if err != nil {
 		t.Fatalf("StartMongo again: %v", err)
 	}

@@ -343,7 +343,7 @@ func TestCallLogging(t *testing.T) {
 	}
 	logs := h.logs.String()
 	for _, want := range []string{
-		`"level":"INFO","msg":"rpc","method":"/grpc.testing.TestService/UnaryCall","code":"OK","duration":`,
+		`"level":"DEBUG","msg":"rpc","method":"/grpc.testing.TestService/UnaryCall","code":"OK","duration":`,
 		`"level":"WARN","msg":"rpc","method":"/grpc.testing.TestService/UnaryCall","code":"Unauthenticated"`,
 	} {
 		if !strings.Contains(logs, want) {

@@ -196,15 +196,22 @@ func recoverPanic(logger *slog.Logger) recovery.RecoveryHandlerFuncContext {
 	}
 }
 
+// SlowCall is the duration from which a successful call is logged at
+// INFO; quicker ones are logged at DEBUG.
+const SlowCall = time.Second
+
 // logLevel says how loud a finished call is: server faults are errors,
-// caller faults warnings, health probes debug noise.
-func logLevel(method string, code codes.Code) slog.Level {
+// caller faults warnings, slow successes info. Other successes are debug:
+// a busy server makes thousands a second (every message sent is a call),
+// and writing each line costs more than the call's other bookkeeping.
+// Metrics count them; --log-level debug shows them.
+func logLevel(method string, code codes.Code, took time.Duration) slog.Level {
 	switch code {
 	case codes.OK:
-		if strings.HasPrefix(method, healthServicePrefix) {
-			return slog.LevelDebug
+		if took >= SlowCall && !strings.HasPrefix(method, healthServicePrefix) {
+			return slog.LevelInfo
 		}
-		return slog.LevelInfo
+		return slog.LevelDebug
 	case codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists,
 		codes.PermissionDenied, codes.Unauthenticated, codes.ResourceExhausted,
 		codes.FailedPrecondition, codes.Aborted, codes.OutOfRange:
@@ -216,14 +223,15 @@ func logLevel(method string, code codes.Code) slog.Level {
 
 func logCall(ctx context.Context, logger *slog.Logger, method string, start time.Time, err error) {
 	code := status.Code(err)
-	level := logLevel(method, code)
+	took := time.Since(start)
+	level := logLevel(method, code, took)
 	if !logger.Enabled(ctx, level) {
 		return
 	}
 	attrs := []slog.Attr{
 		slog.String("method", method),
 		slog.String("code", code.String()),
-		slog.Duration("duration", time.Since(start)),
+		slog.Duration("duration", took),
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", status.Convert(err).Message()))

@@ -59,7 +59,9 @@ const (
 	DefaultDatabase       = "parley"
 	DefaultEventsDurable  = "notificationservice"
 	DefaultDigestInterval = time.Minute
-	DefaultBaseURL        = "http://localhost:8080"
+	// DefaultPresenceCacheTTL: see Config.PresenceCacheTTL.
+	DefaultPresenceCacheTTL = 2 * time.Second
+	DefaultBaseURL          = "http://localhost:8080"
 	// connectTimeout bounds connecting to each backend at start-up.
 	connectTimeout = 15 * time.Second
 	// shutdownTimeout bounds closing the backends.
@@ -166,6 +168,13 @@ type Config struct {
 	DigestWindow   time.Duration
 	DigestInterval time.Duration
 
+	// PresenceCacheTTL is how long a member's connected state, as the
+	// presence service told it, is reused for later messages (default
+	// 2s; negative: ask for every message). A user who connects or
+	// disconnects within it of a message may get one push more, or one
+	// fewer, for that message.
+	PresenceCacheTTL time.Duration
+
 	Logger *slog.Logger
 }
 
@@ -262,7 +271,7 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 		Members:           chat,
 		Reads:             chat,
 		Channels:          chat,
-		Presence:          peers.NewPresence(presencev1.NewPresenceServiceClient(cfg.PresenceService), cfg.ServiceToken, 0),
+		Presence:          peers.NewPresence(presencev1.NewPresenceServiceClient(cfg.PresenceService), cfg.ServiceToken, 0, cfg.PresenceCacheTTL),
 		Users:             users,
 		Providers:         providers,
 		VAPIDPublicKey:    vapidPublic,
@@ -319,6 +328,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.DigestInterval <= 0 {
 		cfg.DigestInterval = DefaultDigestInterval
+	}
+	if cfg.PresenceCacheTTL == 0 {
+		cfg.PresenceCacheTTL = DefaultPresenceCacheTTL
 	}
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL

@@ -86,6 +86,8 @@ func newFixture(t *testing.T) *fixture {
 		MongoURI: env.MongoURI, Database: database, NATSURL: env.NATSURL,
 		ChatService: f.peers.conn, PresenceService: f.peers.conn, UserService: f.peers.conn,
 		ServiceToken: serviceToken,
+		// The tests change a member's presence between messages.
+		PresenceCacheTTL: -1,
 		Verifier: staticVerifier{
 			"tok-ann": {UserID: "ann"}, "tok-bob": {UserID: "bob"}, "tok-dave": {UserID: "dave"},
 			"tok-erin": {UserID: "erin"}, "tok-gina": {UserID: "gina"},

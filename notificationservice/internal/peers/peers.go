@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -142,22 +143,29 @@ func (c *Chat) ChannelName(ctx context.Context, channelID string) (string, error
 type Presence struct {
 	client presencev1.PresenceServiceClient
 	caller
+	memo presenceMemo
 }
 
-// NewPresence returns the presence adapter.
-func NewPresence(client presencev1.PresenceServiceClient, serviceToken string, timeout time.Duration) *Presence {
-	return &Presence{client: client, caller: caller{token: serviceToken, timeout: timeout}}
+// NewPresence returns the presence adapter. A member's connected state is
+// reused for cacheTTL (0 or less: every call asks; see presenceMemo).
+func NewPresence(client presencev1.PresenceServiceClient, serviceToken string, timeout, cacheTTL time.Duration) *Presence {
+	return &Presence{
+		client: client, caller: caller{token: serviceToken, timeout: timeout},
+		memo: presenceMemo{ttl: cacheTTL, now: time.Now},
+	}
 }
 
 var _ notify.PresenceChecker = (*Presence)(nil)
 
 // Connected implements notify.PresenceChecker: a user is connected when
 // the presence service counts at least one open connection (device_count),
-// whatever status they chose.
+// whatever status they chose. Answers younger than the cache TTL are
+// reused; only the rest are asked for.
 func (p *Presence) Connected(ctx context.Context, ids []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(ids))
-	for start := 0; start < len(ids); start += maxPresenceUser {
-		chunk := ids[start:min(start+maxPresenceUser, len(ids))]
+	ask := p.memo.lookup(ids, out)
+	for start := 0; start < len(ask); start += maxPresenceUser {
+		chunk := ask[start:min(start+maxPresenceUser, len(ask))]
 		token := ""
 		for range maxMemberPages {
 			cctx, cancel := p.ctx(ctx)
@@ -176,7 +184,83 @@ func (p *Presence) Connected(ctx context.Context, ids []string) (map[string]bool
 			}
 		}
 	}
+	p.memo.store(ask, out)
 	return out, nil
+}
+
+// presenceMemo remembers who was connected, for a short TTL.
+//
+// Every message asks about each member of its channel: at 200 messages/s
+// into channels of 100 members that is 20,000 look-ups a second, mostly
+// for the same few hundred users. A connected state a second or two old
+// is as good as a fresh one here: the presence service itself learns of a
+// crashed gateway's users only after its TTL, and a notification is
+// decided when the event is handled, which under load is already later
+// than the send. The cost of the staleness: a user who disconnects or
+// connects within the TTL of a message may get one push notification
+// more, or one fewer, for it (docs/notifications.md).
+type presenceMemo struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu      sync.Mutex
+	seen    map[string]presenceSeen
+	pruneAt int
+}
+
+type presenceSeen struct {
+	connected bool
+	at        time.Time
+}
+
+// minPresencePrune is the size below which the memo is never swept.
+const minPresencePrune = 4096
+
+// lookup puts the fresh answers for ids into out and returns the ids
+// that must be asked for.
+func (m *presenceMemo) lookup(ids []string, out map[string]bool) []string {
+	if m.ttl <= 0 {
+		return ids
+	}
+	now := m.now()
+	ask := make([]string, 0, len(ids))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		s, ok := m.seen[id]
+		if !ok || now.Sub(s.at) >= m.ttl {
+			ask = append(ask, id)
+			continue
+		}
+		if s.connected {
+			out[id] = true
+		}
+	}
+	return ask
+}
+
+// store remembers the answers for asked.
+func (m *presenceMemo) store(asked []string, out map[string]bool) {
+	if m.ttl <= 0 || len(asked) == 0 {
+		return
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seen == nil {
+		m.seen = make(map[string]presenceSeen)
+	}
+	for _, id := range asked {
+		m.seen[id] = presenceSeen{connected: out[id], at: now}
+	}
+	if len(m.seen) >= max(m.pruneAt, minPresencePrune) {
+		for id, s := range m.seen {
+			if now.Sub(s.at) >= m.ttl {
+				delete(m.seen, id)
+			}
+		}
+		m.pruneAt = 2 * len(m.seen)
+	}
 }
 
 // Presence implements notify.PresenceChecker.

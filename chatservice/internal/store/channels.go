@@ -160,6 +160,18 @@ func (s *Store) updatePreview(ctx context.Context, channelID string, cond func(l
 	if !cond(last) {
 		return nil
 	}
+	if s.channelUpdates != nil {
+		// With the other sends' updates (batch.go). A bulk write does not
+		// tell which update matched nothing; a deleted channel's seq
+		// stays remembered until the TTL, and nothing reads it.
+		err := s.channelUpdates.do(ctx, mongo.NewUpdateOneModel().SetFilter(byID).SetUpdate(update))
+		if err != nil {
+			p.forget(channelID) // the write may or may not have happened
+			return fmt.Errorf("update preview of %s: %w", channelID, err)
+		}
+		p.remember(channelID, newSeq, now)
+		return nil
+	}
 	res, err := s.gatedUpdateOne(ctx, s.channels, byID, update)
 	if err != nil {
 		p.forget(channelID) // the write may or may not have happened
@@ -369,6 +381,9 @@ func (s *Store) CountMembers(ctx context.Context, channelIDs []string) (map[stri
 
 // MarkRead raises last_read_seq with $max and returns the stored value.
 func (s *Store) MarkRead(ctx context.Context, channelID, userID string, seq int64) (int64, error) {
+	if s.memberUpdates != nil {
+		return s.markReadBatched(ctx, channelID, userID, seq)
+	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return 0, err
@@ -386,4 +401,33 @@ func (s *Store) MarkRead(ctx context.Context, channelID, userID string, seq int6
 		return 0, fmt.Errorf("mark read: %w", err)
 	}
 	return d.LastReadSeq, nil
+}
+
+// markReadBatched is MarkRead in the one-writer mode: it reads the
+// member (a read is not queued behind the writes), and raises the
+// position with the other sends' updates (batch.go) only if it moves.
+// A concurrent raise of the same member can go higher than seq; the
+// position returned is then the lower of the two, which the next read
+// corrects. A member who leaves between the read and the update is not
+// reported as missing; the update then matches nothing.
+func (s *Store) markReadBatched(ctx context.Context, channelID, userID string, seq int64) (int64, error) {
+	id := bson.D{{Key: "_id", Value: memberID(channelID, userID)}}
+	var d struct {
+		LastReadSeq int64 `bson:"last_read_seq"`
+	}
+	err := s.members.FindOne(ctx, id, options.FindOne().SetProjection(bson.D{{Key: "last_read_seq", Value: 1}})).Decode(&d)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return 0, fmt.Errorf("member %s of %s: %w", userID, channelID, chat.ErrNotFound)
+	case err != nil:
+		return 0, fmt.Errorf("mark read: %w", err)
+	case d.LastReadSeq >= seq:
+		return d.LastReadSeq, nil
+	}
+	err = s.memberUpdates.do(ctx, mongo.NewUpdateOneModel().SetFilter(id).
+		SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "last_read_seq", Value: seq}}}}))
+	if err != nil {
+		return 0, fmt.Errorf("mark read: %w", err)
+	}
+	return seq, nil
 }

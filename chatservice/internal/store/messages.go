@@ -18,8 +18,39 @@ import (
 const upsertAttempts = 3
 
 // NextSeq increments the channel's counter: FindOneAndUpdate with $inc,
-// upsert, returning the new value.
+// upsert, returning the new value. In the one-writer mode a counter read
+// once is kept in memory (seqmemo.go).
 func (s *Store) NextSeq(ctx context.Context, channelID string) (int64, error) {
+	if s.seqs == nil {
+		return s.incSeq(ctx, channelID)
+	}
+	unlock := s.seqs.lockChannel(channelID)
+	seq, known := s.seqs.next(channelID)
+	if !known {
+		defer unlock()
+		seq, err := s.incSeq(ctx, channelID)
+		if err == nil {
+			s.seqs.learn(channelID, seq)
+		}
+		return seq, err
+	}
+	unlock()
+	// Write the reserved value with the other sends' (batch.go). $max
+	// keeps the counter at the highest of reservations written out of
+	// order.
+	err := s.counterUpdates.do(ctx, mongo.NewUpdateOneModel().
+		SetFilter(bson.D{{Key: "_id", Value: channelID}}).
+		SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: seq}}}}).
+		SetUpsert(true))
+	if err != nil {
+		s.seqs.forget(channelID)
+		return 0, fmt.Errorf("increment seq of %s: %w", channelID, err)
+	}
+	return seq, nil
+}
+
+// incSeq increments the counter in the database and returns its value.
+func (s *Store) incSeq(ctx context.Context, channelID string) (int64, error) {
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return 0, err
@@ -46,6 +77,11 @@ func (s *Store) NextSeq(ctx context.Context, channelID string) (int64, error) {
 
 // RaiseSeq moves the counter up to at least seq.
 func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error {
+	if s.seqs != nil {
+		// Read it again after the raise.
+		s.seqs.forget(channelID)
+		defer s.seqs.forget(channelID)
+	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return err
@@ -67,6 +103,11 @@ func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error
 // caller holds the channel's seq lock, so no send of this process moves
 // the counter meanwhile.
 func (s *Store) ReleaseSeq(ctx context.Context, channelID string, seq int64) error {
+	if s.seqs != nil {
+		// Read it again after the release.
+		s.seqs.forget(channelID)
+		defer s.seqs.forget(channelID)
+	}
 	if s.idFiltersOnly.Load() {
 		var d counterDoc
 		err := s.counters.FindOne(ctx, bson.D{{Key: "_id", Value: channelID}}).Decode(&d)
@@ -99,12 +140,12 @@ func (s *Store) ReleaseSeq(ctx context.Context, channelID string, seq int64) err
 // one is told by looking the id up, since the error text differs between
 // MongoDB and FerretDB's backends.
 func (s *Store) InsertMessage(ctx context.Context, m chat.Message) error {
-	unlock, err := s.lockWrites(ctx)
-	if err != nil {
-		return err
+	var err error
+	if s.messageInserts != nil {
+		err = s.messageInserts.do(ctx, toDocMessage(m))
+	} else {
+		err = s.gatedInsertOne(ctx, s.messages, toDocMessage(m))
 	}
-	defer unlock()
-	_, err = s.messages.InsertOne(ctx, toDocMessage(m))
 	if err == nil {
 		return nil
 	}
@@ -119,6 +160,12 @@ func (s *Store) InsertMessage(ctx context.Context, m chat.Message) error {
 		return fmt.Errorf("message %s: %w", m.ID, chat.ErrMessageExists)
 	}
 	return fmt.Errorf("message %s seq %d in %s: %w", m.ID, m.Seq, m.ChannelID, chat.ErrSeqTaken)
+}
+
+// insertMessageBatch inserts queued messages (batch.go).
+func (s *Store) insertMessageBatch(ctx context.Context, docs []messageDoc) []error {
+	_, err := s.messages.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	return perDocErrors(len(docs), err)
 }
 
 // GetMessage returns a message or chat.ErrNotFound.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
@@ -14,12 +15,13 @@ import (
 
 // PutOutbox stores an outbox entry.
 func (s *Store) PutOutbox(ctx context.Context, e chat.OutboxEntry) error {
-	unlock, err := s.lockWrites(ctx)
-	if err != nil {
-		return err
+	var err error
+	if s.outboxPuts != nil {
+		err = s.outboxPuts.do(ctx, toDocOutbox(e))
+	} else {
+		err = s.gatedInsertOne(ctx, s.outbox, toDocOutbox(e))
 	}
-	defer unlock()
-	if _, err := s.outbox.InsertOne(ctx, toDocOutbox(e)); err != nil {
+	if err != nil {
 		if mongoutil.IsDuplicateKey(err) {
 			return fmt.Errorf("outbox entry %s: %w", e.ID, chat.ErrDuplicate)
 		}
@@ -28,8 +30,20 @@ func (s *Store) PutOutbox(ctx context.Context, e chat.OutboxEntry) error {
 	return nil
 }
 
+// insertOutboxBatch inserts queued outbox entries (batch.go).
+func (s *Store) insertOutboxBatch(ctx context.Context, docs []outboxDoc) []error {
+	_, err := s.outbox.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	return perDocErrors(len(docs), err)
+}
+
 // DeleteOutbox removes an entry.
 func (s *Store) DeleteOutbox(ctx context.Context, id string) error {
+	if s.outboxDeletes != nil {
+		if err := s.outboxDeletes.do(ctx, id); err != nil {
+			return fmt.Errorf("delete outbox entry %s: %w", id, err)
+		}
+		return nil
+	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return err
@@ -39,6 +53,19 @@ func (s *Store) DeleteOutbox(ctx context.Context, id string) error {
 		return fmt.Errorf("delete outbox entry %s: %w", id, err)
 	}
 	return nil
+}
+
+// deleteOutboxBatch deletes queued outbox entries (batch.go): one delete
+// command of a statement per entry, each filtering on _id alone, which
+// FerretDB looks up by index; a filter with $in would read the whole
+// outbox.
+func (s *Store) deleteOutboxBatch(ctx context.Context, ids []string) []error {
+	models := make([]mongo.WriteModel, len(ids))
+	for i, id := range ids {
+		models[i] = mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: id}})
+	}
+	_, err := s.outbox.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	return perDocErrors(len(ids), err)
 }
 
 // DueOutbox lists entries due at now, oldest first.

@@ -66,6 +66,16 @@ type Store struct {
 	// writeGate, when set, lets one write at a time through (see
 	// OneWriter).
 	writeGate chan struct{}
+	// With the write gate, concurrent writes of these kinds go in batches
+	// (batch.go); nil otherwise.
+	outboxPuts     *batcher[outboxDoc]
+	outboxDeletes  *batcher[string]
+	messageInserts *batcher[messageDoc]
+	counterUpdates *batcher[mongo.WriteModel]
+	channelUpdates *batcher[mongo.WriteModel]
+	memberUpdates  *batcher[mongo.WriteModel]
+	// seqs remembers the counters in the one-writer mode; nil otherwise.
+	seqs *seqMemo
 }
 
 // Option configures a Store.
@@ -78,6 +88,14 @@ type Option func(*Store)
 // tries while the CPU idles, and lets a newcomer overtake a writer that
 // has waited long; under load that cost more throughput than any query,
 // and put seconds into the tail latency of a send. Reads are not queued.
+// Writes of one kind that queue together are written as one command
+// (group commit, see batch.go): outbox entries, messages, deletions of
+// outbox entries, and the updates of a send (seq counter, channel
+// preview, the sender's read position).
+//
+// OneWriter also declares the store the database's only writer (the
+// all-in-one's embedded FerretDB is reachable from its own process only),
+// which lets it keep the seq counters in memory (seqmemo.go).
 func OneWriter() Option {
 	return func(s *Store) { s.writeGate = make(chan struct{}, 1) }
 }
@@ -119,6 +137,15 @@ func New(db *mongo.Database, opts ...Option) *Store {
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.writeGate != nil {
+		s.outboxPuts = newBatcher(s, "insert outbox entries", s.insertOutboxBatch)
+		s.outboxDeletes = newBatcher(s, "delete outbox entries", s.deleteOutboxBatch)
+		s.messageInserts = newBatcher(s, "insert messages", s.insertMessageBatch)
+		s.counterUpdates = newBatcher(s, "update seq counters", bulkUpdates(s.counters))
+		s.channelUpdates = newBatcher(s, "update channels", bulkUpdates(s.channels))
+		s.memberUpdates = newBatcher(s, "update members", bulkUpdates(s.members))
+		s.seqs = &seqMemo{}
 	}
 	return s
 }

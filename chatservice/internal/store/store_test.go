@@ -22,10 +22,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
-func newStore(t *testing.T) (*Store, *mongo.Database) {
+func newStore(t *testing.T, opts ...Option) (*Store, *mongo.Database) {
 	t.Helper()
 	db := testenv.New(t).Mongo(t)
-	s := New(db)
+	s := New(db, opts...)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if err := s.EnsureIndexes(ctx); err != nil {
@@ -164,7 +164,13 @@ func TestChannelsAndDirectKeys(t *testing.T) {
 }
 
 func TestMembers(t *testing.T) {
-	s, _ := newStore(t)
+	for _, mode := range writeModes {
+		t.Run(mode.name, func(t *testing.T) { testMembers(t, mode.opts) })
+	}
+}
+
+func testMembers(t *testing.T, opts []Option) {
+	s, _ := newStore(t, opts...)
 	ctx := t.Context()
 	base := time.Now().UTC().Truncate(time.Millisecond)
 	for i, u := range []string{"u3", "u1", "u2"} {
@@ -221,8 +227,24 @@ func TestMembers(t *testing.T) {
 	}
 }
 
+// writeModes are the store's two ways of writing: concurrent writes, and
+// one writer with group commit (OneWriter). Tests of writes run in both.
+var writeModes = []struct {
+	name string
+	opts []Option
+}{
+	{"concurrent", nil},
+	{"one-writer", []Option{OneWriter()}},
+}
+
 func TestMessagesAndSeqs(t *testing.T) {
-	s, _ := newStore(t)
+	for _, mode := range writeModes {
+		t.Run(mode.name, func(t *testing.T) { testMessagesAndSeqs(t, mode.opts) })
+	}
+}
+
+func testMessagesAndSeqs(t *testing.T, opts []Option) {
+	s, _ := newStore(t, opts...)
 	ctx := t.Context()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for want := int64(1); want <= 3; want++ {
@@ -317,7 +339,13 @@ type errReader struct{ err error }
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 func TestOutbox(t *testing.T) {
-	s, _ := newStore(t)
+	for _, mode := range writeModes {
+		t.Run(mode.name, func(t *testing.T) { testOutbox(t, mode.opts) })
+	}
+}
+
+func testOutbox(t *testing.T, opts []Option) {
+	s, _ := newStore(t, opts...)
 	ctx := t.Context()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	msg := chat.Message{ID: "m", ChannelID: "c", Content: "x", CreatedAt: now, Terms: []string{"x"}}
@@ -478,7 +506,13 @@ func TestOneWriter(t *testing.T) {
 // the compound filter (MongoDB) and with the read-compare-write by _id
 // (FerretDB).
 func TestReleaseSeq(t *testing.T) {
-	s, _ := newStore(t)
+	for _, mode := range writeModes {
+		t.Run(mode.name, func(t *testing.T) { testReleaseSeq(t, mode.opts) })
+	}
+}
+
+func testReleaseSeq(t *testing.T, opts []Option) {
+	s, _ := newStore(t, opts...)
 	ferret := s.idFiltersOnly.Load()
 	defer s.idFiltersOnly.Store(ferret)
 	ctx := t.Context()

@@ -46,9 +46,17 @@ func (l *latencies) report(b *testing.B) {
 
 // BenchmarkSendMessage measures SendMessage through gRPC: one sender, and
 // 4 x GOMAXPROCS parallel senders; into one busy channel, and spread over
-// 16 channels.
+// 16 channels; with concurrent writes, and with one writer (OneWriter, as
+// the all-in-one runs on the embedded FerretDB).
 func BenchmarkSendMessage(b *testing.B) {
-	f := newFixture(b)
+	for _, oneWriter := range []bool{false, true} {
+		b.Run(fmt.Sprintf("one-writer=%v", oneWriter), func(b *testing.B) {
+			benchmarkSendMessage(b, newFixture(b, func(c *Config) { c.OneWriter = oneWriter }))
+		})
+	}
+}
+
+func benchmarkSendMessage(b *testing.B, f *fixture) {
 	for _, bc := range []struct{ parallelism, spread int }{{0, 1}, {4, 1}, {4, 16}} {
 		senders := "1"
 		if bc.parallelism > 0 {

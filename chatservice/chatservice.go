@@ -32,6 +32,7 @@ import (
 	"github.com/parleyhq/parley/platform/rpc"
 
 	"github.com/parleyhq/parley/chatservice/internal/cache"
+	"github.com/parleyhq/parley/chatservice/internal/channelcache"
 	"github.com/parleyhq/parley/chatservice/internal/chat"
 	"github.com/parleyhq/parley/chatservice/internal/events"
 	"github.com/parleyhq/parley/chatservice/internal/grpcapi"
@@ -97,6 +98,13 @@ type Config struct {
 	// a join or leave made through another replica. Authorisation never
 	// uses the cached lists.
 	MemberCacheTTL time.Duration
+	// ChannelCacheTTL, when positive, serves channel documents from memory
+	// for that long (package channelcache): every send reads its channel.
+	// Channels only change in their preview, so authorisation is not
+	// affected, but a preview written through another replica shows late
+	// in GetChannel. Off by default; the all-in-one, the only writer of
+	// its database, turns it on.
+	ChannelCacheTTL time.Duration
 	// OneWriter queues this service's MongoDB writes one at a time in the
 	// process. Set it on a database that admits one writer at a time, the
 	// embedded FerretDB over SQLite (the all-in-one does); elsewhere it
@@ -219,8 +227,12 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 	if cfg.wrapEvents != nil {
 		publisher = cfg.wrapEvents(publisher)
 	}
+	var channels chat.ChannelStore = s.store
+	if cfg.ChannelCacheTTL > 0 {
+		channels = channelcache.New(channels, channelcache.Config{TTL: cfg.ChannelCacheTTL})
+	}
 	dcfg := chat.Config{
-		Channels:            rostercache.New(s.store, rostercache.Config{TTL: cfg.MemberCacheTTL}),
+		Channels:            rostercache.New(channels, rostercache.Config{TTL: cfg.MemberCacheTTL}),
 		Messages:            s.store,
 		Outbox:              s.store,
 		Attachments:         s.store,

@@ -86,6 +86,18 @@ type fixture struct {
 
 type option func(*Config)
 
+// storeModes are the ways the service can write: concurrently (MongoDB,
+// FerretDB over PostgreSQL) and as its database's only writer, with the
+// channel cache, as the all-in-one runs on the embedded FerretDB. Tests of
+// the send path run in both.
+var storeModes = []struct {
+	name string
+	opts []option
+}{
+	{"concurrent", nil},
+	{"one-writer", []option{func(c *Config) { c.OneWriter, c.ChannelCacheTTL = true, time.Hour }}},
+}
+
 func withEvents(wrap func(chat.EventPublisher) chat.EventPublisher) option {
 	return func(c *Config) { c.wrapEvents = wrap }
 }

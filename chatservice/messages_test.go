@@ -40,8 +40,20 @@ func (f *fixture) allMessages(t testing.TB, user, channelID string) []*chatv1.Me
 // and strictly increasing seqs, each sender's in the order sent, all
 // retrievable.
 func TestConcurrentSendsGetUniqueIncreasingSeqs(t *testing.T) {
-	const senders, perSender = 20, 50
-	f := newFixture(t)
+	for i, mode := range storeModes {
+		// 1,000 sends with -race take a minute; the second mode makes
+		// fewer.
+		perSender := 50
+		if i > 0 {
+			perSender = 15
+		}
+		t.Run(mode.name, func(t *testing.T) { testConcurrentSends(t, perSender, mode.opts...) })
+	}
+}
+
+func testConcurrentSends(t *testing.T, perSender int, opts ...option) {
+	const senders = 20
+	f := newFixture(t, opts...)
 	var members []string
 	for i := range senders {
 		members = append(members, fmt.Sprintf("u%02d", i))
@@ -94,7 +106,7 @@ func TestConcurrentSendsGetUniqueIncreasingSeqs(t *testing.T) {
 	if len(seen) != senders*perSender {
 		t.Fatalf("%d distinct seqs, want %d", len(seen), senders*perSender)
 	}
-	if n := f.countMessages(t, ch.GetId()); n != senders*perSender {
+	if n := f.countMessages(t, ch.GetId()); n != int64(senders*perSender) {
 		t.Fatalf("%d messages stored, want %d", n, senders*perSender)
 	}
 	all := f.allMessages(t, "owner", ch.GetId())
@@ -111,7 +123,13 @@ func TestConcurrentSendsGetUniqueIncreasingSeqs(t *testing.T) {
 // A retried send with the same client_msg_id stores one message, whether
 // the retries come one after another or all at once.
 func TestClientMsgIDMakesSendIdempotent(t *testing.T) {
-	f := newFixture(t)
+	for _, mode := range storeModes {
+		t.Run(mode.name, func(t *testing.T) { testClientMsgIDMakesSendIdempotent(t, mode.opts...) })
+	}
+}
+
+func testClientMsgIDMakesSendIdempotent(t *testing.T, opts ...option) {
+	f := newFixture(t, opts...)
 	ch := f.mustCreate(t, "alice", "group", "retries", "bob")
 	req := &chatv1.SendMessageRequest{ChannelId: ch.GetId(), Content: "once only", ClientMsgId: "c-1"}
 

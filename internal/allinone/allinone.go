@@ -238,15 +238,17 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		// SQLite admits one writer at a time; see chatservice.Config.
 		OneWriter: backends.MongoEmbedded(),
 		// Only this process reaches the embedded FerretDB, so every
-		// membership change passes through the chat service's cache and
-		// the cached lists are exact: refreshing them is wasted work.
-		MemberCacheTTL: memberCacheTTL(backends),
-		NATSURL:        backends.NATSURL,
-		RedisURL:       backends.RedisURL,
-		ServiceToken:   serviceToken,
-		Verifier:       verifier,
-		UserService:    userConn,
-		Logger:         log.With("service", "chat"),
+		// membership and preview change passes through the chat service's
+		// caches and the cached lists and channels are exact: refreshing
+		// them is wasted work.
+		MemberCacheTTL:  exactCacheTTL(backends),
+		ChannelCacheTTL: exactCacheTTL(backends),
+		NATSURL:         backends.NATSURL,
+		RedisURL:        backends.RedisURL,
+		ServiceToken:    serviceToken,
+		Verifier:        verifier,
+		UserService:     userConn,
+		Logger:          log.With("service", "chat"),
 	})
 	if err != nil {
 		_ = chatLis.Close()
@@ -371,10 +373,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	return g.Wait()
 }
 
-// memberCacheTTL is the chat service's member-list TTL: long on the
-// embedded FerretDB, which no other replica can write to; the service's
-// default with an external MongoDB, which other replicas may share.
-func memberCacheTTL(b *embedded.Backends) time.Duration {
+// exactCacheTTL is the TTL of the chat service's member-list and channel
+// caches: long on the embedded FerretDB, which no other replica can write
+// to; zero (the service's defaults: 30 s for member lists, no channel
+// cache) with an external MongoDB, which other replicas may share.
+func exactCacheTTL(b *embedded.Backends) time.Duration {
 	if b.MongoEmbedded() {
 		return time.Hour
 	}

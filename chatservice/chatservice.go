@@ -152,6 +152,18 @@ type Config struct {
 	users      chat.UserDirectory
 }
 
+// channelStore puts the caches in front of the store: the member-list
+// cache right on it, since it looks for the store's bulk load
+// (AllMembers), which another decorator in between would hide; the
+// channel cache, when on, in front of both.
+func channelStore(st *store.Store, cfg Config) chat.ChannelStore {
+	var channels chat.ChannelStore = rostercache.New(st, rostercache.Config{TTL: cfg.MemberCacheTTL})
+	if cfg.ChannelCacheTTL > 0 {
+		channels = channelcache.New(channels, channelcache.Config{TTL: cfg.ChannelCacheTTL})
+	}
+	return channels
+}
+
 // Service is the assembled chat service.
 type Service struct {
 	cfg    Config
@@ -227,12 +239,8 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 	if cfg.wrapEvents != nil {
 		publisher = cfg.wrapEvents(publisher)
 	}
-	var channels chat.ChannelStore = s.store
-	if cfg.ChannelCacheTTL > 0 {
-		channels = channelcache.New(channels, channelcache.Config{TTL: cfg.ChannelCacheTTL})
-	}
 	dcfg := chat.Config{
-		Channels:            rostercache.New(channels, rostercache.Config{TTL: cfg.MemberCacheTTL}),
+		Channels:            channelStore(s.store, cfg),
 		Messages:            s.store,
 		Outbox:              s.store,
 		Attachments:         s.store,

@@ -20,8 +20,9 @@ import (
 // one-document insert and 0.15 ms per document in a batch of eight. When
 // writes queue behind the write gate anyway, the ones of the same kind
 // that are waiting together go as one command: concurrent sends' outbox
-// entries as one insert, their messages as one insert, their finished
-// outbox entries as one delete. Nobody waits for a batch to fill: a batch
+// entries as one insert, their messages as one insert, their seq
+// counters, previews and read positions as one update command per
+// collection, their finished outbox entries as one delete. Nobody waits for a batch to fill: a batch
 // is whatever queued while the previous write ran, so a lone write goes
 // at once, and a busy store makes bigger batches.
 //
@@ -35,8 +36,9 @@ import (
 const maxBatch = 128
 
 // batchTimeout bounds a batched command. The leader writes for other
-// callers too, so its own context does not bound the command; a follower
-// whose context ends stops waiting (see do).
+// callers too, so once it has the gate its own context does not bound the
+// command; a caller whose context ends before its request is taken into a
+// batch withdraws it (see do).
 const batchTimeout = 10 * time.Second
 
 // batcher queues requests of one kind and writes them in batches with

@@ -23,7 +23,7 @@ func (s *Store) InsertChannel(ctx context.Context, ch chat.Channel) error {
 		return err
 	}
 	defer unlock()
-	if _, err := s.channels.InsertOne(ctx, toDocChannel(ch)); err != nil {
+	if _, err := s.channels.InsertOne(ctx, docOfChannel(ch)); err != nil {
 		if mongoutil.IsDuplicateKey(err) {
 			return fmt.Errorf("channel %s: %w", ch.ID, chat.ErrDuplicate)
 		}
@@ -101,7 +101,7 @@ func (s *Store) BrowseChannels(ctx context.Context, q chat.BrowseQuery) ([]chat.
 // racing on one channel could leave an older preview either way, until the
 // next message.
 func (s *Store) SetLastMessage(ctx context.Context, m chat.Message) error {
-	set := bson.D{{Key: "$set", Value: bson.D{{Key: "last_seq", Value: m.Seq}, {Key: "last_message", Value: toDocPreview(m)}}}}
+	set := bson.D{{Key: "$set", Value: bson.D{{Key: "last_seq", Value: m.Seq}, {Key: "last_message", Value: docOfPreview(m)}}}}
 	if !s.idFiltersOnly.Load() {
 		_, err := s.gatedUpdateOne(ctx, s.channels,
 			bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: bson.D{{Key: "$lt", Value: m.Seq}}}}, set)
@@ -115,7 +115,7 @@ func (s *Store) SetLastMessage(ctx context.Context, m chat.Message) error {
 
 // ReplaceLastMessage refreshes the preview if it shows m.
 func (s *Store) ReplaceLastMessage(ctx context.Context, m chat.Message) error {
-	set := bson.D{{Key: "$set", Value: bson.D{{Key: "last_message", Value: toDocPreview(m)}}}}
+	set := bson.D{{Key: "$set", Value: bson.D{{Key: "last_message", Value: docOfPreview(m)}}}}
 	if !s.idFiltersOnly.Load() {
 		_, err := s.gatedUpdateOne(ctx, s.channels, bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: m.Seq}}, set)
 		if err != nil {
@@ -192,7 +192,7 @@ func (s *Store) AddMember(ctx context.Context, m chat.Member) (chat.Member, bool
 		return chat.Member{}, false, err
 	}
 	defer unlock()
-	d := toDocMember(m)
+	d := docOfMember(m)
 	_, err = s.members.InsertOne(ctx, d)
 	if err == nil {
 		return m, true, nil

@@ -116,14 +116,14 @@ type fileDoc struct {
 
 func memberID(channelID, userID string) string { return channelID + ":" + userID }
 
-func toDocChannel(ch chat.Channel) channelDoc {
+func docOfChannel(ch chat.Channel) channelDoc {
 	d := channelDoc{
 		ID: ch.ID, Name: ch.Name, NameLC: strings.ToLower(ch.Name), Type: ch.Type,
 		Description: ch.Description, CreatedBy: ch.CreatedBy, CreatedAt: ch.CreatedAt,
 		DMKey: ch.DMKey, LastSeq: ch.LastSeq,
 	}
 	if ch.LastMessage != nil {
-		d.LastMessage = toDocPreview(*ch.LastMessage)
+		d.LastMessage = docOfPreview(*ch.LastMessage)
 	}
 	return d
 }
@@ -140,7 +140,7 @@ func fromDocChannel(d channelDoc) chat.Channel {
 	return ch
 }
 
-func toDocMember(m chat.Member) memberDoc {
+func docOfMember(m chat.Member) memberDoc {
 	return memberDoc{
 		ID: memberID(m.ChannelID, m.UserID), ChannelID: m.ChannelID, UserID: m.UserID,
 		Role: m.Role, JoinedAt: m.JoinedAt, LastReadSeq: m.LastReadSeq,
@@ -154,7 +154,7 @@ func fromDocMember(d memberDoc) chat.Member {
 	}
 }
 
-func toDocMessage(m chat.Message) messageDoc {
+func docOfMessage(m chat.Message) messageDoc {
 	d := messageDoc{
 		ID: m.ID, ChannelID: m.ChannelID, Seq: m.Seq, UserID: m.UserID, Content: m.Content,
 		Type: m.Type, Metadata: m.Metadata, ClientMsgID: m.ClientMsgID, CreatedAt: m.CreatedAt,
@@ -171,15 +171,15 @@ func toDocMessage(m chat.Message) messageDoc {
 		d.EditedAt = &t
 	}
 	if m.Attachment != nil {
-		a := toDocAttachment(*m.Attachment)
+		a := docOfAttachment(*m.Attachment)
 		d.Attachment = &a
 	}
 	return d
 }
 
-// toDocPreview is the message as a channel's preview: no search terms.
-func toDocPreview(m chat.Message) *messageDoc {
-	d := toDocMessage(m)
+// docOfPreview is the message as a channel's preview: no search terms.
+func docOfPreview(m chat.Message) *messageDoc {
+	d := docOfMessage(m)
 	d.Terms = nil
 	return &d
 }
@@ -200,7 +200,7 @@ func fromDocMessage(d messageDoc) chat.Message {
 	return m
 }
 
-func toDocAttachment(a chat.Attachment) attachmentDoc {
+func docOfAttachment(a chat.Attachment) attachmentDoc {
 	return attachmentDoc{
 		ID: a.ID, ChannelID: a.ChannelID, UploaderID: a.UploaderID, Filename: a.Filename,
 		ContentType: a.ContentType, Size: a.Size, CreatedAt: a.CreatedAt,
@@ -222,7 +222,7 @@ func fromDocFile(d fileDoc) chat.Attachment {
 	}
 }
 
-func toDocOutbox(e chat.OutboxEntry) outboxDoc {
+func docOfOutbox(e chat.OutboxEntry) outboxDoc {
 	ev := e.Event
 	d := outboxDoc{
 		ID: e.ID, Type: ev.Type, ChannelID: ev.ChannelID, CreatedAt: e.CreatedAt,
@@ -233,15 +233,15 @@ func toDocOutbox(e chat.OutboxEntry) outboxDoc {
 		},
 	}
 	if ev.Message != nil {
-		m := toDocMessage(*ev.Message)
+		m := docOfMessage(*ev.Message)
 		d.Event.Message = &m
 	}
 	if ev.Channel != nil {
-		c := toDocChannel(*ev.Channel)
+		c := docOfChannel(*ev.Channel)
 		d.Event.Channel = &c
 	}
 	if ev.Member != nil {
-		m := toDocMember(*ev.Member)
+		m := docOfMember(*ev.Member)
 		d.Event.Member = &m
 	}
 	return d

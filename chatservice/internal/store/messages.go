@@ -142,9 +142,9 @@ func (s *Store) ReleaseSeq(ctx context.Context, channelID string, seq int64) err
 func (s *Store) InsertMessage(ctx context.Context, m chat.Message) error {
 	var err error
 	if s.messageInserts != nil {
-		err = s.messageInserts.do(ctx, toDocMessage(m))
+		err = s.messageInserts.do(ctx, docOfMessage(m))
 	} else {
-		err = s.gatedInsertOne(ctx, s.messages, toDocMessage(m))
+		err = s.gatedInsertOne(ctx, s.messages, docOfMessage(m))
 	}
 	if err == nil {
 		return nil
@@ -184,7 +184,7 @@ func (s *Store) UpdateMessage(ctx context.Context, m chat.Message) error {
 		return err
 	}
 	defer unlock()
-	d := toDocMessage(m)
+	d := docOfMessage(m)
 	set := bson.D{
 		{Key: "content", Value: d.Content},
 		{Key: "type", Value: d.Type},
@@ -290,7 +290,7 @@ func (s *Store) findMessages(ctx context.Context, filter bson.D, opts *options.F
 func (s *Store) InsertMessages(ctx context.Context, ms []chat.Message) error {
 	docs := make([]any, len(ms))
 	for i, m := range ms {
-		docs[i] = toDocMessage(m)
+		docs[i] = docOfMessage(m)
 	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {

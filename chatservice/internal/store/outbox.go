@@ -17,9 +17,9 @@ import (
 func (s *Store) PutOutbox(ctx context.Context, e chat.OutboxEntry) error {
 	var err error
 	if s.outboxPuts != nil {
-		err = s.outboxPuts.do(ctx, toDocOutbox(e))
+		err = s.outboxPuts.do(ctx, docOfOutbox(e))
 	} else {
-		err = s.gatedInsertOne(ctx, s.outbox, toDocOutbox(e))
+		err = s.gatedInsertOne(ctx, s.outbox, docOfOutbox(e))
 	}
 	if err != nil {
 		if mongoutil.IsDuplicateKey(err) {

@@ -62,7 +62,7 @@ type eventDoc struct {
 	RecordedAt time.Time `bson:"recorded_at"`
 }
 
-func toDoc(ev eventbus.Event, recordedAt time.Time) eventDoc {
+func docOf(ev eventbus.Event, recordedAt time.Time) eventDoc {
 	data := string(ev.Data)
 	if data == "" {
 		data = "null"
@@ -158,7 +158,7 @@ func (s *EventStore) Insert(ctx context.Context, evs []eventbus.Event) []error {
 	now := s.now()
 	docs := make([]any, len(evs))
 	for i, ev := range evs {
-		docs[i] = toDoc(ev, now)
+		docs[i] = docOf(ev, now)
 	}
 	_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {

@@ -132,7 +132,7 @@ type notificationDoc struct {
 	UpdatedAt     time.Time              `bson:"updated_at"`
 }
 
-func toDocNotification(n notify.Notification) notificationDoc {
+func docOfNotification(n notify.Notification) notificationDoc {
 	d := notificationDoc{
 		ID: n.ID, UserID: n.UserID, Channel: string(n.Channel), Kind: string(n.Kind), Title: n.Title, Body: n.Body,
 		Priority: string(n.Priority), ChatChannelID: n.ChatChannelID, Status: string(n.Status), FailureReason: n.FailureReason,
@@ -147,13 +147,13 @@ func toDocNotification(n notify.Notification) notificationDoc {
 	if len(n.Deliveries) > 0 {
 		d.Deliveries = make(map[string]deliveryDoc, len(n.Deliveries))
 		for t, dl := range n.Deliveries {
-			d.Deliveries[t] = toDocDelivery(dl)
+			d.Deliveries[t] = docOfDelivery(dl)
 		}
 	}
 	return d
 }
 
-func toDocDelivery(d notify.Delivery) deliveryDoc {
+func docOfDelivery(d notify.Delivery) deliveryDoc {
 	return deliveryDoc{Status: string(d.Status), Reason: d.Reason, At: d.At.UTC()}
 }
 
@@ -190,7 +190,7 @@ func (s *Store) CreateNotifications(ctx context.Context, ns []notify.Notificatio
 	defer cancel()
 	docs := make([]any, len(ns))
 	for i, n := range ns {
-		docs[i] = toDocNotification(n)
+		docs[i] = docOfNotification(n)
 	}
 	_, err := s.notifications.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
@@ -265,7 +265,7 @@ func (s *Store) RecordDelivery(ctx context.Context, id, target string, d notify.
 	err := s.notifications.FindOneAndUpdate(cctx,
 		bson.D{{Key: "_id", Value: id}, {Key: field + ".status", Value: bson.D{{Key: "$ne", Value: string(notify.StatusSent)}}}},
 		bson.D{
-			{Key: "$set", Value: bson.D{{Key: field, Value: toDocDelivery(d)}, {Key: "updated_at", Value: d.At.UTC()}}},
+			{Key: "$set", Value: bson.D{{Key: field, Value: docOfDelivery(d)}, {Key: "updated_at", Value: d.At.UTC()}}},
 			{Key: "$inc", Value: bson.D{{Key: "attempts", Value: 1}}},
 		},
 		options.FindOneAndUpdate().SetReturnDocument(options.After),

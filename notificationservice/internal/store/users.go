@@ -40,7 +40,7 @@ type preferencesDoc struct {
 	UpdatedAt     time.Time  `bson:"updated_at"`
 }
 
-func toDocPreferences(userID string, p notify.Preferences, at time.Time) preferencesDoc {
+func docOfPreferences(userID string, p notify.Preferences, at time.Time) preferencesDoc {
 	d := preferencesDoc{
 		UserID: userID, Direct: p.Direct, Group: p.Group, Public: p.Public, Mentions: p.Mentions, EmailDigest: p.EmailDigest,
 		MutedChannels: []mutedDoc{},
@@ -99,7 +99,7 @@ func (s *Store) PreferencesOf(ctx context.Context, userIDs []string) (map[string
 func (s *Store) SavePreferences(ctx context.Context, userID string, p notify.Preferences, at time.Time) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	doc := toDocPreferences(userID, p, at)
+	doc := docOfPreferences(userID, p, at)
 	replace := func() error {
 		_, err := s.prefs.ReplaceOne(ctx, bson.D{{Key: "_id", Value: userID}}, doc, options.Replace().SetUpsert(true))
 		return err
@@ -120,7 +120,7 @@ func (s *Store) SavePreferences(ctx context.Context, userID string, p notify.Pre
 func (s *Store) SetEmailDigest(ctx context.Context, userID string, on bool, at time.Time) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	def := toDocPreferences(userID, notify.DefaultPreferences(), at)
+	def := docOfPreferences(userID, notify.DefaultPreferences(), at)
 	update := func() error {
 		_, err := s.prefs.UpdateOne(ctx, bson.D{{Key: "_id", Value: userID}}, bson.D{
 			{Key: "$set", Value: bson.D{{Key: "email_digest", Value: on}, {Key: "updated_at", Value: at.UTC()}}},
@@ -273,7 +273,7 @@ type digestItemDoc struct {
 	CreatedAt   time.Time `bson:"created_at"`
 }
 
-func toDocDigestItem(it notify.DigestItem) digestItemDoc {
+func docOfDigestItem(it notify.DigestItem) digestItemDoc {
 	return digestItemDoc{ID: it.ID, UserID: it.UserID, Kind: string(it.Kind), ChannelID: it.ChannelID, ChannelName: it.ChannelName,
 		MessageID: it.MessageID, Seq: it.Seq, SenderName: it.SenderName, Text: it.Text, CreatedAt: it.CreatedAt.UTC()}
 }
@@ -287,7 +287,7 @@ func fromDocDigestItem(d digestItemDoc) notify.DigestItem {
 func (s *Store) AddDigestItem(ctx context.Context, it notify.DigestItem) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	_, err := s.items.InsertOne(ctx, toDocDigestItem(it))
+	_, err := s.items.InsertOne(ctx, docOfDigestItem(it))
 	if err != nil && !mongoutil.IsDuplicateKey(err) {
 		return fmt.Errorf("store: add digest item: %w", err)
 	}

@@ -26,11 +26,11 @@ type friendshipDoc struct {
 	Outbox    map[string]eventDoc `bson:"outbox,omitempty"`
 }
 
-func toDocFriendship(f users.Friendship, ev users.Event) friendshipDoc {
+func docOfFriendship(f users.Friendship, ev users.Event) friendshipDoc {
 	return friendshipDoc{
 		ID: f.ID, Users: []string{f.Users[0], f.Users[1]}, Requester: f.Requester, Status: string(f.Status),
 		Since: f.Since, CreatedAt: f.CreatedAt, Version: f.Version,
-		OutboxIDs: []string{ev.ID}, Outbox: map[string]eventDoc{ev.ID: toDocEvent(ev)},
+		OutboxIDs: []string{ev.ID}, Outbox: map[string]eventDoc{ev.ID: docOfEvent(ev)},
 	}
 }
 
@@ -48,7 +48,7 @@ var friendshipProjection = bson.D{{Key: "outbox", Value: 0}, {Key: "outbox_ids",
 
 // CreateFriendship inserts a new pair document with its pending event.
 func (s *Store) CreateFriendship(ctx context.Context, f users.Friendship, ev users.Event) error {
-	if _, err := s.friends.InsertOne(ctx, toDocFriendship(f, ev)); err != nil {
+	if _, err := s.friends.InsertOne(ctx, docOfFriendship(f, ev)); err != nil {
 		if mongoutil.IsDuplicateKey(err) {
 			return users.ErrAlreadyExists
 		}
@@ -86,10 +86,10 @@ type friendshipChangeDoc struct {
 	Event        eventDoc  `bson:"event"`
 }
 
-func toDocFriendshipChange(f users.Friendship, ev users.Event) friendshipChangeDoc {
+func docOfFriendshipChange(f users.Friendship, ev users.Event) friendshipChangeDoc {
 	return friendshipChangeDoc{
 		ID: fmt.Sprintf("%s#%d", f.ID, f.Version), FriendshipID: f.ID, Requester: f.Requester, Status: string(f.Status),
-		Since: f.Since, Version: f.Version, EventID: ev.ID, Event: toDocEvent(ev),
+		Since: f.Since, Version: f.Version, EventID: ev.ID, Event: docOfEvent(ev),
 	}
 }
 
@@ -101,7 +101,7 @@ func (s *Store) UpdateFriendship(ctx context.Context, f users.Friendship, expect
 	if f.Version != expectVersion+1 {
 		return false, fmt.Errorf("store: friendship %s: version %d does not follow %d", f.ID, f.Version, expectVersion)
 	}
-	ch := toDocFriendshipChange(f, ev)
+	ch := docOfFriendshipChange(f, ev)
 	if _, err := s.changes.InsertOne(ctx, ch); err != nil {
 		if !mongoutil.IsDuplicateKey(err) {
 			return false, fmt.Errorf("store: claim friendship change: %w", err)

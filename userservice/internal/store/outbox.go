@@ -23,7 +23,7 @@ type eventDoc struct {
 	OccurredAt time.Time `bson:"occurred_at"`
 }
 
-func toDocEvent(ev users.Event) eventDoc {
+func docOfEvent(ev users.Event) eventDoc {
 	return eventDoc{Type: ev.Type, Subject: ev.Subject, Data: string(ev.Data), OccurredAt: ev.OccurredAt}
 }
 

@@ -24,7 +24,7 @@ type refreshTokenDoc struct {
 	RevokedAt *time.Time `bson:"revoked_at,omitempty"`
 }
 
-func toDocRefreshToken(t users.RefreshToken) refreshTokenDoc {
+func docOfRefreshToken(t users.RefreshToken) refreshTokenDoc {
 	return refreshTokenDoc{
 		ID: t.Hash, FamilyID: t.FamilyID, UserID: t.UserID, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt,
 		UsedAt: timePtr(t.UsedAt), RevokedAt: timePtr(t.RevokedAt),
@@ -54,7 +54,7 @@ func timeVal(t *time.Time) time.Time {
 
 // CreateRefreshToken stores a new refresh token.
 func (s *Store) CreateRefreshToken(ctx context.Context, t users.RefreshToken) error {
-	if _, err := s.tokens.InsertOne(ctx, toDocRefreshToken(t)); err != nil {
+	if _, err := s.tokens.InsertOne(ctx, docOfRefreshToken(t)); err != nil {
 		if mongoutil.IsDuplicateKey(err) {
 			return users.ErrAlreadyExists // 256 random bits: a broken RNG
 		}

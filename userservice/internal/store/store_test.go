@@ -174,7 +174,7 @@ func TestIsDuplicateKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, insertErr := s.users.InsertOne(ctx, toDocUser(user("c", "ann"), event("ec", users.EntityUser, "c", now)))
+	_, insertErr := s.users.InsertOne(ctx, docOfUser(user("c", "ann"), event("ec", users.EntityUser, "c", now)))
 	_, updateErr := s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: "b"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "username", Value: "ann"}}}})
 	_, otherErr := s.users.UpdateOne(ctx, bson.D{{Key: "_id", Value: "b"}}, bson.D{{Key: "$bogus", Value: bson.D{{Key: "x", Value: 1}}}})
 	tests := []struct {
@@ -463,7 +463,7 @@ func TestFriendshipChangeRollsForward(t *testing.T) {
 	crashed := f
 	crashed.Status, crashed.Version = users.StatusAccepted, 2
 	// Only the claim, as if the process died right after inserting it.
-	if _, err := s.changes.InsertOne(ctx, toDocFriendshipChange(crashed, event("c2", users.EntityFriendship, f.ID, now))); err != nil {
+	if _, err := s.changes.InsertOne(ctx, docOfFriendshipChange(crashed, event("c2", users.EntityFriendship, f.ID, now))); err != nil {
 		t.Fatal(err)
 	}
 	late := f

@@ -31,13 +31,13 @@ type userDoc struct {
 	Outbox         map[string]eventDoc `bson:"outbox,omitempty"`
 }
 
-func toDocUser(u users.User, ev users.Event) userDoc {
+func docOfUser(u users.User, ev users.Event) userDoc {
 	return userDoc{
 		ID: u.ID, Username: u.Username, Email: u.Email,
 		DisplayName: u.DisplayName, DisplayNameKey: users.SearchKey(u.DisplayName),
 		AvatarURL: u.AvatarURL, StatusMessage: u.StatusMessage, PasswordHash: u.PasswordHash,
 		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
-		OutboxIDs: []string{ev.ID}, Outbox: map[string]eventDoc{ev.ID: toDocEvent(ev)},
+		OutboxIDs: []string{ev.ID}, Outbox: map[string]eventDoc{ev.ID: docOfEvent(ev)},
 	}
 }
 
@@ -55,7 +55,7 @@ var userProjection = bson.D{{Key: "outbox", Value: 0}, {Key: "outbox_ids", Value
 // CreateUser inserts u with its pending event. The unique indexes decide
 // between concurrent registrations of one username or email.
 func (s *Store) CreateUser(ctx context.Context, u users.User, ev users.Event) error {
-	_, err := s.users.InsertOne(ctx, toDocUser(u, ev))
+	_, err := s.users.InsertOne(ctx, docOfUser(u, ev))
 	if err == nil {
 		return nil
 	}

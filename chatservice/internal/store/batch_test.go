@@ -154,53 +154,49 @@ func TestBatchedWrites(t *testing.T) {
 	})
 }
 
-// A send's updates (seq counter, preview, read position) of different
-// channels go as one update command per collection, and the counters kept
-// in memory match the database.
+// A send's updates (preview, read position) of different channels go as
+// one update command per collection.
 func TestBatchedUpdates(t *testing.T) {
 	s, _ := newStore(t, OneWriter())
 	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
 	channels := []string{"ca", "cb", "cc"}
 	for _, ch := range channels {
-		// The first NextSeq reads the counter (and creates it).
-		if seq, err := s.NextSeq(ctx, ch); err != nil || seq != 1 {
-			t.Fatalf("first NextSeq(%s) = %d, %v", ch, seq, err)
+		if err := s.InsertChannel(ctx, chat.Channel{ID: ch, Name: ch, Type: chat.ChannelGroup, CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		// The first preview reads the channel's last_seq.
+		if err := s.SetLastMessage(ctx, chat.Message{ID: ch + "-1", ChannelID: ch, Seq: 1, Content: "x", CreatedAt: now}); err != nil {
+			t.Fatal(err)
 		}
 	}
-	flushes := countFlushes(s.counterUpdates)
+	flushes := countFlushes(s.channelUpdates)
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seqs := make([]int64, len(channels))
 	var wg sync.WaitGroup
-	for i, ch := range channels {
+	for _, ch := range channels {
 		wg.Go(func() {
-			var err error
-			if seqs[i], err = s.NextSeq(ctx, ch); err != nil {
-				t.Errorf("NextSeq(%s): %v", ch, err)
+			if err := s.SetLastMessage(ctx, chat.Message{ID: ch + "-2", ChannelID: ch, Seq: 2, Content: "y", CreatedAt: now}); err != nil {
+				t.Errorf("SetLastMessage(%s): %v", ch, err)
 			}
 		})
 	}
-	queued(t, s.counterUpdates, len(channels))
+	queued(t, s.channelUpdates, len(channels))
 	unlock()
 	wg.Wait()
 	if got := flushes.Load(); got != 1 {
 		t.Errorf("%d update commands, want 1", got)
 	}
-	for i, ch := range channels {
-		var d counterDoc
-		if err := s.counters.FindOne(ctx, bson.D{{Key: "_id", Value: ch}}).Decode(&d); err != nil {
-			t.Fatal(err)
-		}
-		if seqs[i] != 2 || d.Seq != 2 {
-			t.Errorf("%s: NextSeq = %d, counter = %d, want 2 and 2", ch, seqs[i], d.Seq)
+	for _, ch := range channels {
+		if seq, err := s.previewSeq(ctx, ch); err != nil || seq != 2 {
+			t.Errorf("%s: last_seq %d, %v, want 2", ch, seq, err)
 		}
 	}
 
 	// The sender's read position: raised, never lowered, and a missing
 	// member is reported.
-	now := time.Now().UTC()
 	if _, _, err := s.AddMember(ctx, chat.Member{ChannelID: "ca", UserID: "u", Role: "member", JoinedAt: now}); err != nil {
 		t.Fatal(err)
 	}

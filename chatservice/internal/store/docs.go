@@ -66,7 +66,9 @@ type attachmentDoc struct {
 }
 
 // counterDoc is a document of the counters collection: the last seq handed
-// out in a channel.
+// out in a channel. In the one-writer mode sends do not write it (the
+// counters are kept in memory, see seqmemo.go) and it can lag behind the
+// channel's last_seq; RaiseSeq catches it up.
 type counterDoc struct {
 	ID  string `bson:"_id"`
 	Seq int64  `bson:"seq"`

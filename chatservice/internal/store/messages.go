@@ -18,35 +18,57 @@ import (
 const upsertAttempts = 3
 
 // NextSeq increments the channel's counter: FindOneAndUpdate with $inc,
-// upsert, returning the new value. In the one-writer mode a counter read
-// once is kept in memory (seqmemo.go).
+// upsert, returning the new value. In the one-writer mode the counters
+// live in memory (seqmemo.go) and a send writes none: a channel's counter
+// is learnt once, as the higher of its counter document and its
+// preview's last_seq, which every stored message moves (SetLastMessage).
 func (s *Store) NextSeq(ctx context.Context, channelID string) (int64, error) {
 	if s.seqs == nil {
 		return s.incSeq(ctx, channelID)
 	}
 	unlock := s.seqs.lockChannel(channelID)
-	seq, known := s.seqs.next(channelID)
-	if !known {
-		defer unlock()
-		seq, err := s.incSeq(ctx, channelID)
-		if err == nil {
-			s.seqs.learn(channelID, seq)
-		}
-		return seq, err
+	defer unlock()
+	if seq, known := s.seqs.next(channelID); known {
+		return seq, nil
 	}
-	unlock()
-	// Write the reserved value with the other sends' (batch.go). $max
-	// keeps the counter at the highest of reservations written out of
-	// order.
-	err := s.counterUpdates.do(ctx, mongo.NewUpdateOneModel().
-		SetFilter(bson.D{{Key: "_id", Value: channelID}}).
-		SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: seq}}}}).
-		SetUpsert(true))
+	last, err := s.lastSeq(ctx, channelID)
 	if err != nil {
-		s.seqs.forget(channelID)
-		return 0, fmt.Errorf("increment seq of %s: %w", channelID, err)
+		return 0, err
 	}
+	s.seqs.learn(channelID, last)
+	seq, _ := s.seqs.next(channelID)
 	return seq, nil
+}
+
+// lastSeq is the highest seq a channel is known to have used: its counter
+// document's or its preview's, whichever is higher (zero for neither).
+// A message stored just before a crash, whose preview was not written,
+// can hold a higher one; its insert then fails with ErrSeqTaken and the
+// send path raises the counter past it (RaiseSeq).
+func (s *Store) lastSeq(ctx context.Context, channelID string) (int64, error) {
+	var c counterDoc
+	err := s.counters.FindOne(ctx, bson.D{{Key: "_id", Value: channelID}}).Decode(&c)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, fmt.Errorf("read seq counter of %s: %w", channelID, err)
+	}
+	preview, err := s.previewSeq(ctx, channelID)
+	if err != nil {
+		return 0, err
+	}
+	return max(c.Seq, preview), nil
+}
+
+// previewSeq reads a channel's last_seq (zero if the channel is gone).
+func (s *Store) previewSeq(ctx context.Context, channelID string) (int64, error) {
+	var ch struct {
+		LastSeq int64 `bson:"last_seq"`
+	}
+	err := s.channels.FindOne(ctx, bson.D{{Key: "_id", Value: channelID}},
+		options.FindOne().SetProjection(bson.D{{Key: "last_seq", Value: 1}})).Decode(&ch)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, fmt.Errorf("read last seq of %s: %w", channelID, err)
+	}
+	return ch.LastSeq, nil
 }
 
 // incSeq increments the counter in the database and returns its value.
@@ -75,12 +97,20 @@ func (s *Store) incSeq(ctx context.Context, channelID string) (int64, error) {
 	return 0, fmt.Errorf("increment seq of %s: %w", channelID, err)
 }
 
-// RaiseSeq moves the counter up to at least seq.
+// RaiseSeq moves the counter up to at least seq, and to the channel
+// preview's last_seq if that is higher: the preview shows a stored
+// message, so every seq up to it is used, and a counter that fell behind
+// (the counter document in the one-writer mode, whose sends do not write
+// it, when the data is later served by another mode; restored data)
+// catches up in one step instead of one collision per message.
 func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error {
+	preview, err := s.previewSeq(ctx, channelID)
+	if err != nil {
+		return err
+	}
+	seq = max(seq, preview)
 	if s.seqs != nil {
-		// Read it again after the raise.
-		s.seqs.forget(channelID)
-		defer s.seqs.forget(channelID)
+		s.seqs.learn(channelID, seq)
 	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
@@ -102,11 +132,13 @@ func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error
 // _id alone, see SetLastMessage) it reads, compares and writes by _id; the
 // caller holds the channel's seq lock, so no send of this process moves
 // the counter meanwhile.
+//
+// In the one-writer mode only the counter in memory goes back: sends do
+// not write the counter document there, so it does not hold seq.
 func (s *Store) ReleaseSeq(ctx context.Context, channelID string, seq int64) error {
 	if s.seqs != nil {
-		// Read it again after the release.
-		s.seqs.forget(channelID)
-		defer s.seqs.forget(channelID)
+		s.seqs.release(channelID, seq)
+		return nil
 	}
 	if s.idFiltersOnly.Load() {
 		var d counterDoc

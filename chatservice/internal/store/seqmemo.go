@@ -4,21 +4,21 @@ import "sync"
 
 // seqMemo holds the channels' seq counters in memory in the one-writer
 // mode, where this store is the database's only writer (see OneWriter):
-// the counter a store wrote last is then the counter's value, and the
-// next seq needs no read. A counter is learnt from the database the
-// first time (findAndModify, as without the memo), and forgotten when a
-// write of it fails or another path moves it (RaiseSeq, ReleaseSeq), so
-// the next NextSeq reads it again.
+// a send then reserves its seq without reading or writing the database.
+// A counter is learnt the first time a channel sends after a start
+// (NextSeq reads the counter document and the preview's last_seq); after
+// that only the memo moves it: up on RaiseSeq, back on ReleaseSeq.
+//
+// What a restart learns is the preview's last_seq, which each stored
+// message moves after its insert (SetLastMessage, retried by the outbox
+// relay until it succeeds). A crash between the two leaves a message
+// above it: the next send of that channel draws its seq, the unique
+// (channel_id, seq) index refuses the insert, and the send path raises
+// the counter past it and draws again, once per such message (a channel's
+// sends are serialised, so there are few).
 //
 // Learning a counter holds the channel's stripe lock, and so does a
 // reservation: a counter being read is not reserved from meanwhile.
-//
-// If another process wrote the counters after all, or a counter is read
-// again while a reservation of the same channel is still being written
-// (the send path serialises a channel's sends, so it does not), a seq
-// could be handed out twice; the unique (channel_id, seq) index refuses
-// the second message and the send path raises the counter (RaiseSeq),
-// which also drops the memo.
 type seqMemo struct {
 	loads [32]sync.Mutex // by channel: held while a counter is read
 
@@ -59,9 +59,11 @@ func (m *seqMemo) learn(channelID string, seq int64) {
 	}
 }
 
-// forget drops a channel's counter.
-func (m *seqMemo) forget(channelID string) {
+// release gives seq back if it is the last one reserved.
+func (m *seqMemo) release(channelID string, seq int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.seqs, channelID)
+	if cur, ok := m.seqs[channelID]; ok && cur == seq {
+		m.seqs[channelID] = seq - 1
+	}
 }

@@ -550,3 +550,68 @@ func testReleaseSeq(t *testing.T, opts []Option) {
 		})
 	}
 }
+
+// In the one-writer mode sends write no counter: a restart learns the
+// counter from the preview, a message stored above the preview (a crash
+// before its preview was written) is refused and raised past, and a store
+// in the other mode catches its counter document up to the preview in one
+// raise.
+func TestSeqsInMemory(t *testing.T) {
+	s, db := newStore(t, OneWriter())
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if err := s.InsertChannel(ctx, chat.Channel{ID: "c", Name: "c", Type: chat.ChannelGroup, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(seq int64) chat.Message {
+		return chat.Message{ID: fmt.Sprintf("m%d", seq), ChannelID: "c", Seq: seq, UserID: "u", Content: "x", Type: "text", CreatedAt: now}
+	}
+	for want := int64(1); want <= 3; want++ {
+		seq, err := s.NextSeq(ctx, "c")
+		if err != nil || seq != want {
+			t.Fatalf("NextSeq = %d, %v, want %d", seq, err, want)
+		}
+		if err := s.InsertMessage(ctx, msg(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.counters.CountDocuments(ctx, bson.D{}); err != nil || n != 0 {
+		t.Fatalf("%d counter documents (%v) after three sends, want none", n, err)
+	}
+	// The preview of 3 is lost with the process.
+	if err := s.SetLastMessage(ctx, msg(2)); err != nil {
+		t.Fatal(err)
+	}
+
+	restarted := New(db, OneWriter())
+	seq, err := restarted.NextSeq(ctx, "c")
+	if err != nil || seq != 3 {
+		t.Fatalf("NextSeq after a restart = %d, %v, want 3 (learnt from the preview)", seq, err)
+	}
+	if err := restarted.InsertMessage(ctx, chat.Message{ID: "m3-again", ChannelID: "c", Seq: seq, UserID: "u", Content: "x", Type: "text", CreatedAt: now}); !errors.Is(err, chat.ErrSeqTaken) {
+		t.Fatalf("insert at a seq stored before the crash: %v, want ErrSeqTaken", err)
+	}
+	if err := restarted.RaiseSeq(ctx, "c", seq); err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := restarted.NextSeq(ctx, "c"); err != nil || seq != 4 {
+		t.Fatalf("NextSeq after the raise = %d, %v, want 4", seq, err)
+	}
+
+	// The same data served without the one-writer mode: the counter
+	// document (3, from the raise) is behind the preview.
+	if err := restarted.SetLastMessage(ctx, msg(10)); err != nil {
+		t.Fatal(err)
+	}
+	concurrent := New(db)
+	seq, err = concurrent.NextSeq(ctx, "c")
+	if err != nil || seq != 4 {
+		t.Fatalf("NextSeq from the counter document = %d, %v, want 4", seq, err)
+	}
+	if err := concurrent.RaiseSeq(ctx, "c", seq); err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := concurrent.NextSeq(ctx, "c"); err != nil || seq != 11 {
+		t.Fatalf("NextSeq after one raise = %d, %v, want 11 (past the preview)", seq, err)
+	}
+}

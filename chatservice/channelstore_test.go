@@ -37,5 +37,9 @@ func TestChannelStoreLayers(t *testing.T) {
 		if inner, ok := rc.ChannelStore.(*store.Store); !ok || inner != st {
 			t.Fatalf("%s: the member-list cache is on %T, want the store itself", c.name, rc.ChannelStore)
 		}
+		// What the cache's Exact mode (OneWriter) needs of the store.
+		if _, ok := rc.ChannelStore.(rostercache.ReadRaiser); !ok {
+			t.Fatalf("%s: the store cannot raise a read position without reading it", c.name)
+		}
 	}
 }

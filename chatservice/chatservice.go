@@ -95,8 +95,8 @@ type Config struct {
 	CacheTTL  time.Duration
 	// MemberCacheTTL bounds how long a channel's member list is served from
 	// memory without a reload (default 30s): how far ListMembers may lag
-	// a join or leave made through another replica. Authorisation never
-	// uses the cached lists.
+	// a join or leave made through another replica. Authorisation uses
+	// the cached lists only with OneWriter.
 	MemberCacheTTL time.Duration
 	// ChannelCacheTTL, when positive, serves channel documents from memory
 	// for that long (package channelcache): every send reads its channel.
@@ -108,7 +108,11 @@ type Config struct {
 	// OneWriter queues this service's MongoDB writes one at a time in the
 	// process. Set it on a database that admits one writer at a time, the
 	// embedded FerretDB over SQLite (the all-in-one does); elsewhere it
-	// only costs throughput.
+	// only costs throughput. It also declares this service its database's
+	// only writer, which no other replica or process writes to: the seq
+	// counters are then kept in memory (a send writes none), and the
+	// member-list cache is exact, so membership checks and read positions
+	// are answered from it (rostercache.Config.Exact).
 	OneWriter bool
 
 	// Events names the JetStream streams and the durable subject prefix
@@ -157,7 +161,7 @@ type Config struct {
 // (AllMembers), which another decorator in between would hide; the
 // channel cache, when on, in front of both.
 func channelStore(st *store.Store, cfg Config) chat.ChannelStore {
-	var channels chat.ChannelStore = rostercache.New(st, rostercache.Config{TTL: cfg.MemberCacheTTL})
+	var channels chat.ChannelStore = rostercache.New(st, rostercache.Config{TTL: cfg.MemberCacheTTL, Exact: cfg.OneWriter})
 	if cfg.ChannelCacheTTL > 0 {
 		channels = channelcache.New(channels, channelcache.Config{TTL: cfg.ChannelCacheTTL})
 	}

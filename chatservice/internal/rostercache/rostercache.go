@@ -14,13 +14,17 @@
 // through. Writes that go through it (AddMember, DeleteMember,
 // SetMemberRole) drop the channel's list, and MarkRead updates the cached
 // read position in place, so within one process the cache is exact.
-// Writes made by another replica show after at most TTL. Authorisation
-// never reads the cache: membership checks look the member up by _id.
+// Writes made by another replica show after at most TTL, so by default
+// authorisation never reads the cache: membership checks look the member
+// up by _id. A process that is its database's only writer (Config.Exact,
+// the all-in-one) answers those from the lists too, and raises a read
+// position without reading it first.
 package rostercache
 
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -53,6 +57,12 @@ type Config struct {
 	MaxMembers int
 	// Now is the clock (time.Now by default).
 	Now func() time.Time
+	// Exact declares this process the only writer of the memberships
+	// (the all-in-one on its embedded database): every change passes
+	// through the cache, so a cached list is the truth, and GetMember
+	// (every send's membership check) and MarkRead are answered from it.
+	// Without it GetMember always asks the store.
+	Exact bool
 }
 
 // Store is a chat.ChannelStore that caches member lists.
@@ -93,10 +103,30 @@ type fill struct {
 	// the time, so treating them as stale would rarely let a busy
 	// channel's list in.
 	reads map[string]map[string]int64
+	// changes are the memberships written while the load ran in the
+	// Exact mode (by channel, in order), applied to the result before it
+	// is kept instead of marking it stale: joins come in bursts, and
+	// each would otherwise cost another load.
+	changes map[string][]change
+}
+
+// change is a membership written through the cache in the Exact mode: a
+// member added or changed, or (removed) taken out.
+type change struct {
+	member  chat.Member
+	removed bool
 }
 
 func newFill() *fill {
-	return &fill{done: make(chan struct{}), stale: map[string]bool{}, reads: map[string]map[string]int64{}}
+	return &fill{done: make(chan struct{}), stale: map[string]bool{}, reads: map[string]map[string]int64{}, changes: map[string][]change{}}
+}
+
+// ReadRaiser is implemented by stores that can raise a read position
+// without reading it (the chat store's RaiseReadSeq). In the Exact mode
+// the cache knows the position, and MarkRead uses it.
+type ReadRaiser interface {
+	// RaiseReadSeq raises the member's read position to seq with $max.
+	RaiseReadSeq(ctx context.Context, channelID, userID string, seq int64) error
 }
 
 // BulkLister is implemented by stores whose query for one channel's
@@ -183,34 +213,142 @@ func (s *Store) CountMembers(ctx context.Context, channelIDs []string) (map[stri
 	return counts, nil
 }
 
-// AddMember implements chat.ChannelStore and drops the channel's list.
+// AddMember implements chat.ChannelStore and drops the channel's list, or
+// in the Exact mode adds the member to it. After an error the list is
+// dropped in both modes: the write may have happened.
 func (s *Store) AddMember(ctx context.Context, m chat.Member) (chat.Member, bool, error) {
 	stored, created, err := s.ChannelStore.AddMember(ctx, m)
-	s.forget(m.ChannelID) // also after an error: the write may have happened
+	switch {
+	case err != nil || !s.cfg.Exact:
+		s.forget(m.ChannelID)
+	case created:
+		s.written(change{member: stored})
+	}
 	return stored, created, err
 }
 
-// DeleteMember implements chat.ChannelStore and drops the channel's list.
+// DeleteMember implements chat.ChannelStore and drops the channel's list,
+// or in the Exact mode takes the member out of it.
 func (s *Store) DeleteMember(ctx context.Context, channelID, userID string) (bool, error) {
 	existed, err := s.ChannelStore.DeleteMember(ctx, channelID, userID)
-	s.forget(channelID)
+	switch {
+	case err != nil || !s.cfg.Exact:
+		s.forget(channelID)
+	case existed:
+		s.written(change{member: chat.Member{ChannelID: channelID, UserID: userID}, removed: true})
+	}
 	return existed, err
 }
 
-// SetMemberRole implements chat.ChannelStore and drops the channel's list.
+// SetMemberRole implements chat.ChannelStore and drops the channel's list,
+// or in the Exact mode updates it.
 func (s *Store) SetMemberRole(ctx context.Context, channelID, userID, role string) (chat.Member, error) {
 	m, err := s.ChannelStore.SetMemberRole(ctx, channelID, userID, role)
-	s.forget(channelID)
+	if err != nil || !s.cfg.Exact {
+		s.forget(channelID)
+	} else {
+		s.written(change{member: m})
+	}
 	return m, err
+}
+
+// written applies a membership write of the Exact mode to the cached list
+// and records it in the loads in flight, which apply it to their result.
+func (s *Store) written(c change) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	channelID := c.member.ChannelID
+	for _, f := range s.inFlight(channelID) {
+		f.changes[channelID] = append(f.changes[channelID], c)
+	}
+	if e := s.entries[channelID]; e != nil && !e.tooBig {
+		e.members = applyChange(e.members, c)
+		if len(e.members) > s.cfg.MaxMembers {
+			s.drop(e) // reloaded, and then kept as too big
+		}
+	}
+}
+
+// applyChange applies c to a list sorted by user id. A change that the
+// list already shows (a load that read it) leaves the list as it is, so
+// changes can be applied to a load whether or not it saw them.
+func applyChange(members []chat.Member, c change) []chat.Member {
+	i, found := indexOf(members, c.member.UserID)
+	switch {
+	case c.removed && found:
+		return slices.Delete(members, i, i+1)
+	case c.removed:
+		return members
+	case found:
+		// A read position raised meanwhile is not undone.
+		c.member.LastReadSeq = max(c.member.LastReadSeq, members[i].LastReadSeq)
+		members[i] = c.member
+		return members
+	default:
+		return slices.Insert(members, i, c.member)
+	}
+}
+
+// GetMember implements chat.ChannelStore: from the cached list in the
+// Exact mode, from the store otherwise.
+func (s *Store) GetMember(ctx context.Context, channelID, userID string) (chat.Member, error) {
+	if s.cfg.Exact {
+		m, found, cached, err := s.cachedMember(ctx, channelID, userID)
+		switch {
+		case err != nil:
+			return chat.Member{}, err
+		case cached && !found:
+			return chat.Member{}, fmt.Errorf("member %s of %s: %w", userID, channelID, chat.ErrNotFound)
+		case cached:
+			return m, nil
+		}
+	}
+	return s.ChannelStore.GetMember(ctx, channelID, userID)
+}
+
+// cachedMember looks a member up in the channel's list, loading it if
+// needed; cached is false if the list is not kept (too big, or dropped by
+// a write since the load).
+func (s *Store) cachedMember(ctx context.Context, channelID, userID string) (m chat.Member, found, cached bool, err error) {
+	if err := s.load(ctx, channelID); err != nil {
+		return chat.Member{}, false, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.fresh(channelID)
+	if e == nil || e.tooBig {
+		return chat.Member{}, false, false, nil
+	}
+	i, found := indexOf(e.members, userID)
+	if !found {
+		return chat.Member{}, false, true, nil
+	}
+	return e.members[i], true, true, nil
 }
 
 // MarkRead implements chat.ChannelStore and updates the cached read
 // position; a send marks the sender's own message read, so dropping the
-// list here would empty the cache of every busy channel.
+// list here would empty the cache of every busy channel. In the Exact
+// mode a cached member's position is compared in memory and only raised
+// in the store if it moves, without the store's read.
 func (s *Store) MarkRead(ctx context.Context, channelID, userID string, seq int64) (int64, error) {
+	if raiser, ok := s.ChannelStore.(ReadRaiser); ok && s.cfg.Exact {
+		m, found, cached, err := s.cachedMember(ctx, channelID, userID)
+		switch {
+		case err != nil:
+			return 0, err
+		case cached && !found:
+			return 0, fmt.Errorf("member %s of %s: %w", userID, channelID, chat.ErrNotFound)
+		case cached && m.LastReadSeq >= seq:
+			return m.LastReadSeq, nil
+		case cached:
+			if err := raiser.RaiseReadSeq(ctx, channelID, userID, seq); err != nil {
+				return 0, err // see below: the cached position stays
+			}
+			return s.noteRead(channelID, userID, seq), nil
+		}
+	}
 	stored, err := s.ChannelStore.MarkRead(ctx, channelID, userID, seq)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err != nil {
 		// The position may or may not have moved. A cached position that
 		// is too low is harmless (unread counts and notifications err on
@@ -219,6 +357,15 @@ func (s *Store) MarkRead(ctx context.Context, channelID, userID string, seq int6
 		// slow, when loads cost the most.
 		return stored, err
 	}
+	return s.noteRead(channelID, userID, stored), nil
+}
+
+// noteRead records a stored read position in the cached list and in the
+// loads in flight, and returns the cached position (a concurrent raise
+// may have gone higher), or stored if the member's list is not cached.
+func (s *Store) noteRead(channelID, userID string, stored int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, f := range s.inFlight(channelID) {
 		if f.reads[channelID] == nil {
 			f.reads[channelID] = map[string]int64{}
@@ -228,11 +375,11 @@ func (s *Store) MarkRead(ctx context.Context, channelID, userID string, seq int6
 	if e := s.entries[channelID]; e != nil && !e.tooBig {
 		if i, found := indexOf(e.members, userID); found {
 			e.members[i].LastReadSeq = max(e.members[i].LastReadSeq, stored)
-		} else {
-			s.drop(e) // a member the list does not know: the list is wrong
+			return e.members[i].LastReadSeq
 		}
+		s.drop(e) // a member the list does not know: the list is wrong
 	}
-	return stored, err
+	return stored
 }
 
 // indexOf finds a user in a list sorted by user id.
@@ -329,10 +476,14 @@ func (s *Store) run(ctx context.Context, f *fill, channelID string, bulk BulkLis
 }
 
 // keepLoaded keeps a loaded list unless it is too big or was written to
-// during the load, with the read positions stored meanwhile. s.mu is held.
+// during the load (in the Exact mode with the writes applied instead),
+// with the read positions stored meanwhile. s.mu is held.
 func (s *Store) keepLoaded(f *fill, channelID string, members []chat.Member) {
 	if f.stale[channelID] {
 		return
+	}
+	for _, c := range f.changes[channelID] {
+		members = applyChange(members, c)
 	}
 	if len(members) > s.cfg.MaxMembers {
 		s.keep(channelID, nil)

@@ -2,6 +2,7 @@ package rostercache_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -26,6 +27,23 @@ type counting struct {
 	bulk  bool
 	lists atomic.Int64
 	hold  chan chan struct{} // when set, a listing sends a channel and waits for it to close
+	// gets, reads and raises count GetMember, MarkRead and RaiseReadSeq.
+	gets, reads, raises atomic.Int64
+}
+
+func (c *counting) GetMember(ctx context.Context, channelID, userID string) (chat.Member, error) {
+	c.gets.Add(1)
+	return c.Store.GetMember(ctx, channelID, userID)
+}
+
+func (c *counting) MarkRead(ctx context.Context, channelID, userID string, seq int64) (int64, error) {
+	c.reads.Add(1)
+	return c.Store.MarkRead(ctx, channelID, userID, seq)
+}
+
+func (c *counting) RaiseReadSeq(ctx context.Context, channelID, userID string, seq int64) error {
+	c.raises.Add(1)
+	return c.Store.RaiseReadSeq(ctx, channelID, userID, seq)
 }
 
 func (c *counting) wait() {
@@ -361,4 +379,88 @@ func TestBulkLoadFillsEveryChannel(t *testing.T) {
 	if n := f.inner.lists.Load(); n != 3 {
 		t.Errorf("%d listings in all after expiry, want 3 (one more bulk load)", n)
 	}
+}
+
+// In the Exact mode membership checks and read positions are answered
+// from the cached list, and a read position is raised without the
+// store's read; writes through the cache still show at once. Without it
+// every membership check asks the store.
+func TestExactMode(t *testing.T) {
+	modes(t, func(t *testing.T, bulk bool) {
+		f := newFixture(t, rostercache.Config{Exact: true}, bulk)
+		ctx := t.Context()
+		f.add(t, "c", "u1", "u2")
+		if m, err := f.cache.GetMember(ctx, "c", "u1"); err != nil || m.UserID != "u1" || m.Role != chat.RoleMember {
+			t.Fatalf("GetMember(u1) = %+v, %v", m, err)
+		}
+		if _, err := f.cache.GetMember(ctx, "c", "u9"); !errors.Is(err, chat.ErrNotFound) {
+			t.Fatalf("GetMember of a non-member: %v, want ErrNotFound", err)
+		}
+		for _, c := range []struct{ seq, want int64 }{{5, 5}, {3, 5}, {7, 7}} {
+			if got, err := f.cache.MarkRead(ctx, "c", "u2", c.seq); err != nil || got != c.want {
+				t.Fatalf("MarkRead(%d) = %d, %v, want %d", c.seq, got, err, c.want)
+			}
+		}
+		if _, err := f.cache.MarkRead(ctx, "c", "u9", 1); !errors.Is(err, chat.ErrNotFound) {
+			t.Fatalf("MarkRead of a non-member: %v, want ErrNotFound", err)
+		}
+		if stored, err := f.inner.Store.GetMember(ctx, "c", "u2"); err != nil || stored.LastReadSeq != 7 {
+			t.Fatalf("stored position %d, %v, want 7", stored.LastReadSeq, err)
+		}
+		if gets, reads, raises := f.inner.gets.Load(), f.inner.reads.Load(), f.inner.raises.Load(); gets != 0 || reads != 0 || raises != 2 {
+			t.Errorf("the store saw %d GetMember, %d MarkRead, %d RaiseReadSeq; want 0, 0, 2", gets, reads, raises)
+		}
+		// Joins, leaves and role changes update the list in place.
+		if _, err := f.cache.DeleteMember(ctx, "c", "u1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.cache.GetMember(ctx, "c", "u1"); !errors.Is(err, chat.ErrNotFound) {
+			t.Fatalf("GetMember after leaving: %v, want ErrNotFound", err)
+		}
+		f.add(t, "c", "u3")
+		if _, err := f.cache.SetMemberRole(ctx, "c", "u2", chat.RoleAdmin); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.cache.ListMembers(ctx, "c", "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids(got)) != "[u2 u3]" || got[0].Role != chat.RoleAdmin || got[0].LastReadSeq != 7 {
+			t.Errorf("list after a leave, a join and a role change: %+v", got)
+		}
+		if n := f.inner.lists.Load(); n != 1 {
+			t.Errorf("%d listings, want 1", n)
+		}
+
+		// A join during a fill is applied to its result.
+		f.clock.Advance(rostercache.DefaultTTL)
+		f.inner.hold = make(chan chan struct{})
+		done := make(chan error, 1)
+		go func() { _, err := f.cache.GetMember(ctx, "c", "u2"); done <- err }()
+		release := <-f.inner.hold
+		f.inner.hold = nil
+		f.add(t, "c", "u4")
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if m, err := f.cache.GetMember(ctx, "c", "u4"); err != nil || m.UserID != "u4" {
+			t.Fatalf("GetMember of a join made during a fill = %+v, %v", m, err)
+		}
+		if n := f.inner.lists.Load(); n != 2 {
+			t.Errorf("%d listings, want 2 (the fill's result was kept)", n)
+		}
+
+		plain := newFixture(t, rostercache.Config{}, bulk)
+		plain.add(t, "c", "u1")
+		if _, err := plain.cache.ListMembers(ctx, "c", "", 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plain.cache.GetMember(ctx, "c", "u1"); err != nil {
+			t.Fatal(err)
+		}
+		if gets := plain.inner.gets.Load(); gets != 1 {
+			t.Errorf("without Exact, %d GetMember reached the store, want 1", gets)
+		}
+	})
 }

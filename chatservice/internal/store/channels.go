@@ -424,10 +424,28 @@ func (s *Store) markReadBatched(ctx context.Context, channelID, userID string, s
 	case d.LastReadSeq >= seq:
 		return d.LastReadSeq, nil
 	}
-	err = s.memberUpdates.do(ctx, mongo.NewUpdateOneModel().SetFilter(id).
-		SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "last_read_seq", Value: seq}}}}))
-	if err != nil {
-		return 0, fmt.Errorf("mark read: %w", err)
+	if err := s.RaiseReadSeq(ctx, channelID, userID, seq); err != nil {
+		return 0, err
 	}
 	return seq, nil
+}
+
+// RaiseReadSeq raises a member's read position to seq with $max, without
+// reading it: for a caller that knows the member and its position (the
+// member-list cache of the only writer, rostercache.Config.Exact). A
+// missing member is not reported: the update matches nothing. In the
+// one-writer mode it goes with the other sends' updates (batch.go).
+func (s *Store) RaiseReadSeq(ctx context.Context, channelID, userID string, seq int64) error {
+	id := bson.D{{Key: "_id", Value: memberID(channelID, userID)}}
+	update := bson.D{{Key: "$max", Value: bson.D{{Key: "last_read_seq", Value: seq}}}}
+	var err error
+	if s.memberUpdates != nil {
+		err = s.memberUpdates.do(ctx, mongo.NewUpdateOneModel().SetFilter(id).SetUpdate(update))
+	} else {
+		_, err = s.gatedUpdateOne(ctx, s.members, id, update)
+	}
+	if err != nil {
+		return fmt.Errorf("raise read position of %s in %s: %w", userID, channelID, err)
+	}
+	return nil
 }

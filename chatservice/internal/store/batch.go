@@ -20,11 +20,11 @@ import (
 // one-document insert and 0.15 ms per document in a batch of eight. When
 // writes queue behind the write gate anyway, the ones of the same kind
 // that are waiting together go as one command: concurrent sends' outbox
-// entries as one insert, their messages as one insert, their seq
-// counters, previews and read positions as one update command per
-// collection, their finished outbox entries as one delete. Nobody waits for a batch to fill: a batch
-// is whatever queued while the previous write ran, so a lone write goes
-// at once, and a busy store makes bigger batches.
+// entries as one insert, their messages as one insert, their previews
+// and read positions as one update command per collection, their
+// finished outbox entries as one delete. Nobody waits for a batch to
+// fill: a batch is whatever queued while the previous write ran, so a
+// lone write goes at once, and a busy store makes bigger batches.
 //
 // There is no background goroutine. The first caller to find no flush
 // running leads: it takes the gate, writes the whole queue (its own
@@ -47,6 +47,8 @@ type batcher[T any] struct {
 	store *Store
 	name  string
 	flush func(ctx context.Context, reqs []T) []error
+	// urgent batches go through the write gate first (see gate).
+	urgent bool
 
 	mu       sync.Mutex
 	pending  []*batchItem[T]
@@ -122,7 +124,7 @@ func (b *batcher[T]) withdraw(it *batchItem[T]) bool {
 // The leader waits for the gate within its own ctx; if that ends first,
 // only its own request fails, and the lead passes on.
 func (b *batcher[T]) run(ctx context.Context, it *batchItem[T]) {
-	unlock, err := b.store.lockWrites(ctx)
+	unlock, err := b.store.lockWritesUrgent(ctx, b.urgent)
 	if err != nil {
 		b.mu.Lock()
 		if i := slices.Index(b.pending, it); i >= 0 {

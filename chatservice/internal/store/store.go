@@ -65,13 +65,12 @@ type Store struct {
 	now      func() time.Time
 	// writeGate, when set, lets one write at a time through (see
 	// OneWriter).
-	writeGate chan struct{}
+	writeGate *gate
 	// With the write gate, concurrent writes of these kinds go in batches
 	// (batch.go); nil otherwise.
 	outboxPuts     *batcher[outboxDoc]
 	outboxDeletes  *batcher[string]
 	messageInserts *batcher[messageDoc]
-	counterUpdates *batcher[mongo.WriteModel]
 	channelUpdates *batcher[mongo.WriteModel]
 	memberUpdates  *batcher[mongo.WriteModel]
 	// seqs remembers the counters in the one-writer mode; nil otherwise.
@@ -90,29 +89,31 @@ type Option func(*Store)
 // and put seconds into the tail latency of a send. Reads are not queued.
 // Writes of one kind that queue together are written as one command
 // (group commit, see batch.go): outbox entries, messages, deletions of
-// outbox entries, and the updates of a send (seq counter, channel
-// preview, the sender's read position).
+// outbox entries, and the updates of a send (channel preview, the
+// sender's read position).
 //
 // OneWriter also declares the store the database's only writer (the
 // all-in-one's embedded FerretDB is reachable from its own process only),
-// which lets it keep the seq counters in memory (seqmemo.go).
+// which lets it keep the seq counters in memory (seqmemo.go): a send
+// writes no counter.
 func OneWriter() Option {
-	return func(s *Store) { s.writeGate = make(chan struct{}, 1) }
+	return func(s *Store) { s.writeGate = &gate{} }
 }
 
 // lockWrites waits for the write gate, or for ctx, and returns its
 // release. A write method holds it around its writes and never calls
 // another write method while holding it.
 func (s *Store) lockWrites(ctx context.Context) (func(), error) {
+	return s.lockWritesUrgent(ctx, false)
+}
+
+// lockWritesUrgent is lockWrites, ahead of the writes that are not urgent
+// if urgent (see gate).
+func (s *Store) lockWritesUrgent(ctx context.Context, urgent bool) (func(), error) {
 	if s.writeGate == nil {
 		return func() {}, nil
 	}
-	select {
-	case s.writeGate <- struct{}{}:
-		return func() { <-s.writeGate }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for the write gate: %w", ctx.Err())
-	}
+	return s.writeGate.lock(ctx, urgent)
 }
 
 var (
@@ -140,9 +141,10 @@ func New(db *mongo.Database, opts ...Option) *Store {
 	}
 	if s.writeGate != nil {
 		s.outboxPuts = newBatcher(s, "insert outbox entries", s.insertOutboxBatch)
+		s.outboxPuts.urgent = true
 		s.outboxDeletes = newBatcher(s, "delete outbox entries", s.deleteOutboxBatch)
 		s.messageInserts = newBatcher(s, "insert messages", s.insertMessageBatch)
-		s.counterUpdates = newBatcher(s, "update seq counters", bulkUpdates(s.counters))
+		s.messageInserts.urgent = true
 		s.channelUpdates = newBatcher(s, "update channels", bulkUpdates(s.channels))
 		s.memberUpdates = newBatcher(s, "update members", bulkUpdates(s.members))
 		s.seqs = &seqMemo{}

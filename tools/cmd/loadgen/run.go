@@ -528,7 +528,7 @@ func (st *runState) counted(s *msgSlot) bool {
 	return st.cfg.baseline || s.acked.Load() || s.delivered.Load() > 0
 }
 
-// outstanding counts deliveries still expected.
+// outstanding counts deliveries still expected, and (against Parley) acks.
 func (st *runState) outstanding() int64 {
 	var n int64
 	sent := st.nextIdx.Load()
@@ -539,6 +539,9 @@ func (st *runState) outstanding() int64 {
 		}
 		if d, e := s.delivered.Load(), s.expected.Load(); d < e {
 			n += int64(e - d)
+		}
+		if !st.cfg.baseline && !s.acked.Load() {
+			n++ // the ack follows the deliveries
 		}
 	}
 	return n

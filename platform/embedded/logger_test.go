@@ -43,7 +43,7 @@ func TestMinLevelHandler(t *testing.T) {
 			l.DebugContext(ctx, "d")
 			l.InfoContext(ctx, "i")
 			l.WarnContext(ctx, "w")
-			l.ErrorContext(ctx, "e")
+			l.ErrorContext(ctx, "e", "x", 1)
 			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 			if len(lines) != len(tt.want) {
 				t.Fatalf("got %d lines, want %v:\n%s", len(lines), tt.want, buf.String())
@@ -51,6 +51,9 @@ func TestMinLevelHandler(t *testing.T) {
 			for i, w := range tt.want {
 				if !strings.Contains(lines[i], "msg="+w+" k=v") {
 					t.Errorf("line %d = %q, want msg=%s with k=v", i, lines[i], w)
+				}
+				if w == "e" && !strings.HasSuffix(lines[i], "k=v g.x=1") {
+					t.Errorf("line %d = %q, want the attribute in the group", i, lines[i])
 				}
 			}
 		})

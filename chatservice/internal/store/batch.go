@@ -32,8 +32,15 @@ import (
 // oldest of those callers, who is waiting anyway.
 
 // maxBatch caps the documents of one batched command, so one command's
-// size and duration stay bounded.
-const maxBatch = 128
+// size and duration stay bounded. Batches that are not urgent (see gate)
+// are capped lower: the gate is not taken from a command that holds it,
+// so a long one delays the next message's insert, and FerretDB writes an
+// update or a delete one statement at a time anyway (a batch of them
+// saves the command's cost, not the statements').
+const (
+	maxBatch      = 128
+	maxLaterBatch = 16
+)
 
 // batchTimeout bounds a batched command. The leader writes for other
 // callers too, so once it has the gate its own context does not bound the
@@ -138,7 +145,7 @@ func (b *batcher[T]) run(ctx context.Context, it *batchItem[T]) {
 	}
 	// Requests that queued while the gate was taken join this batch.
 	b.mu.Lock()
-	n := min(len(b.pending), maxBatch)
+	n := min(len(b.pending), b.max())
 	items := slices.Clone(b.pending[:n])
 	b.pending = slices.Delete(b.pending, 0, n)
 	b.mu.Unlock()
@@ -159,6 +166,14 @@ func (b *batcher[T]) run(ctx context.Context, it *batchItem[T]) {
 	b.mu.Lock()
 	b.passLead()
 	b.mu.Unlock()
+}
+
+// max is the largest batch this batcher writes.
+func (b *batcher[T]) max() int {
+	if b.urgent {
+		return maxBatch
+	}
+	return maxLaterBatch
 }
 
 // passLead hands the lead to the oldest waiting request, or ends the

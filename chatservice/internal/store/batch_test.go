@@ -155,12 +155,17 @@ func TestBatchedWrites(t *testing.T) {
 }
 
 // A send's updates (preview, read position) of different channels go as
-// one update command per collection.
+// one update command per collection, in commands of at most
+// maxLaterBatch statements, so that the gate is not held long from the
+// urgent writes.
 func TestBatchedUpdates(t *testing.T) {
 	s, _ := newStore(t, OneWriter())
 	ctx := t.Context()
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	channels := []string{"ca", "cb", "cc"}
+	channels := []string{"ca"}
+	for i := range maxLaterBatch + 1 {
+		channels = append(channels, fmt.Sprintf("c%d", i))
+	}
 	for _, ch := range channels {
 		if err := s.InsertChannel(ctx, chat.Channel{ID: ch, Name: ch, Type: chat.ChannelGroup, CreatedAt: now}); err != nil {
 			t.Fatal(err)
@@ -186,8 +191,8 @@ func TestBatchedUpdates(t *testing.T) {
 	queued(t, s.channelUpdates, len(channels))
 	unlock()
 	wg.Wait()
-	if got := flushes.Load(); got != 1 {
-		t.Errorf("%d update commands, want 1", got)
+	if got := flushes.Load(); got != 2 {
+		t.Errorf("%d update commands for %d updates, want 2", got, len(channels))
 	}
 	for _, ch := range channels {
 		if seq, err := s.previewSeq(ctx, ch); err != nil || seq != 2 {

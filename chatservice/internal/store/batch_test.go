@@ -162,9 +162,16 @@ func TestBatchedUpdates(t *testing.T) {
 	s, _ := newStore(t, OneWriter())
 	ctx := t.Context()
 	now := time.Now().UTC().Truncate(time.Millisecond)
+	// On distinct preview stripes: a channel's preview update holds its
+	// stripe while it waits for the gate.
 	channels := []string{"ca"}
-	for i := range maxLaterBatch + 1 {
-		channels = append(channels, fmt.Sprintf("c%d", i))
+	stripes := map[int]bool{stripe("ca", len(s.previews)): true}
+	for i := 0; len(channels) < maxLaterBatch+2; i++ {
+		ch := fmt.Sprintf("c%d", i)
+		if st := stripe(ch, len(s.previews)); !stripes[st] {
+			stripes[st] = true
+			channels = append(channels, ch)
+		}
 	}
 	for _, ch := range channels {
 		if err := s.InsertChannel(ctx, chat.Channel{ID: ch, Name: ch, Type: chat.ChannelGroup, CreatedAt: now}); err != nil {

@@ -66,9 +66,8 @@ type attachmentDoc struct {
 }
 
 // counterDoc is a document of the counters collection: the last seq handed
-// out in a channel. In the one-writer mode sends do not write it (the
-// counters are kept in memory, see seqmemo.go) and it can lag behind the
-// channel's last_seq; RaiseSeq catches it up.
+// out in a channel; in the one-writer mode the last one reserved (see
+// seqmemo.go), which is never below a seq handed out.
 type counterDoc struct {
 	ID  string `bson:"_id"`
 	Seq int64  `bson:"seq"`

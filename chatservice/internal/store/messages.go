@@ -19,32 +19,56 @@ const upsertAttempts = 3
 
 // NextSeq increments the channel's counter: FindOneAndUpdate with $inc,
 // upsert, returning the new value. In the one-writer mode the counters
-// live in memory (seqmemo.go) and a send writes none: a channel's counter
-// is learnt once, as the higher of its counter document and its
-// preview's last_seq, which every stored message moves (SetLastMessage).
+// live in memory and one write reserves the next seqBlock seqs of a
+// channel (seqmemo.go), so most sends write no counter.
 func (s *Store) NextSeq(ctx context.Context, channelID string) (int64, error) {
 	if s.seqs == nil {
 		return s.incSeq(ctx, channelID)
 	}
 	unlock := s.seqs.lockChannel(channelID)
 	defer unlock()
-	if seq, known := s.seqs.next(channelID); known {
+	if seq, ok := s.seqs.next(channelID); ok {
 		return seq, nil
 	}
-	last, err := s.lastSeq(ctx, channelID)
-	if err != nil {
+	last, known := s.seqs.last(channelID)
+	if !known {
+		var err error
+		if last, err = s.lastSeq(ctx, channelID); err != nil {
+			return 0, err
+		}
+	}
+	r := seqRange{last: last, reserved: last + seqBlock}
+	if err := s.reserveSeqs(ctx, channelID, r.reserved); err != nil {
 		return 0, err
 	}
-	s.seqs.learn(channelID, last)
+	s.seqs.set(channelID, r)
 	seq, _ := s.seqs.next(channelID)
 	return seq, nil
 }
 
+// reserveSeqs moves the channel's counter document up to reserved. It
+// goes through the write gate with the urgent writes: a send waits for it.
+func (s *Store) reserveSeqs(ctx context.Context, channelID string, reserved int64) error {
+	unlock, err := s.lockWritesUrgent(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = s.counters.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: channelID}},
+		bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: reserved}}}},
+		options.UpdateOne().SetUpsert(true))
+	if err != nil && !mongoutil.IsDuplicateKey(err) {
+		return fmt.Errorf("reserve seqs of %s up to %d: %w", channelID, reserved, err)
+	}
+	return nil
+}
+
 // lastSeq is the highest seq a channel is known to have used: its counter
 // document's or its preview's, whichever is higher (zero for neither).
-// A message stored just before a crash, whose preview was not written,
-// can hold a higher one; its insert then fails with ErrSeqTaken and the
-// send path raises the counter past it (RaiseSeq).
+// The preview counts for data whose counter fell behind (restored, or
+// written by another mode); a message above both is refused by the unique
+// index and the send path raises the counter past it (RaiseSeq).
 func (s *Store) lastSeq(ctx context.Context, channelID string) (int64, error) {
 	var c counterDoc
 	err := s.counters.FindOne(ctx, bson.D{{Key: "_id", Value: channelID}}).Decode(&c)
@@ -100,9 +124,9 @@ func (s *Store) incSeq(ctx context.Context, channelID string) (int64, error) {
 // RaiseSeq moves the counter up to at least seq, and to the channel
 // preview's last_seq if that is higher: the preview shows a stored
 // message, so every seq up to it is used, and a counter that fell behind
-// (the counter document in the one-writer mode, whose sends do not write
-// it, when the data is later served by another mode; restored data)
-// catches up in one step instead of one collision per message.
+// (restored data) catches up in one step instead of one collision per
+// message. In the one-writer mode the counter in memory moves within its
+// reserved block, or is learnt again at the next send if seq is past it.
 func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error {
 	preview, err := s.previewSeq(ctx, channelID)
 	if err != nil {
@@ -110,7 +134,9 @@ func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error
 	}
 	seq = max(seq, preview)
 	if s.seqs != nil {
-		s.seqs.learn(channelID, seq)
+		unlock := s.seqs.lockChannel(channelID)
+		defer unlock()
+		s.seqs.raise(channelID, seq)
 	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
@@ -133,8 +159,8 @@ func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error
 // caller holds the channel's seq lock, so no send of this process moves
 // the counter meanwhile.
 //
-// In the one-writer mode only the counter in memory goes back: sends do
-// not write the counter document there, so it does not hold seq.
+// In the one-writer mode only the counter in memory goes back: the
+// counter document holds the end of the reserved block, not seq.
 func (s *Store) ReleaseSeq(ctx context.Context, channelID string, seq int64) error {
 	if s.seqs != nil {
 		s.seqs.release(channelID, seq)

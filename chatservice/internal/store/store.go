@@ -94,8 +94,8 @@ type Option func(*Store)
 //
 // OneWriter also declares the store the database's only writer (the
 // all-in-one's embedded FerretDB is reachable from its own process only),
-// which lets it keep the seq counters in memory (seqmemo.go): a send
-// writes no counter.
+// which lets it keep the seq counters in memory and reserve seqs in
+// blocks (seqmemo.go): most sends write no counter.
 func OneWriter() Option {
 	return func(s *Store) { s.writeGate = &gate{} }
 }

@@ -551,11 +551,11 @@ func testReleaseSeq(t *testing.T, opts []Option) {
 	}
 }
 
-// In the one-writer mode sends write no counter: a restart learns the
-// counter from the preview, a message stored above the preview (a crash
-// before its preview was written) is refused and raised past, and a store
-// in the other mode catches its counter document up to the preview in one
-// raise.
+// In the one-writer mode a counter write reserves a block of seqs, so
+// most sends write none; after a restart (or a crash) seqs continue above
+// the block, past every stored message, whatever the preview shows; and a
+// store in the other mode catches a counter document that fell behind the
+// preview up in one raise.
 func TestSeqsInMemory(t *testing.T) {
 	s, db := newStore(t, OneWriter())
 	ctx := t.Context()
@@ -566,52 +566,71 @@ func TestSeqsInMemory(t *testing.T) {
 	msg := func(seq int64) chat.Message {
 		return chat.Message{ID: fmt.Sprintf("m%d", seq), ChannelID: "c", Seq: seq, UserID: "u", Content: "x", Type: "text", CreatedAt: now}
 	}
-	for want := int64(1); want <= 3; want++ {
+	counter := func() int64 {
+		t.Helper()
+		var d counterDoc
+		if err := s.counters.FindOne(ctx, bson.D{{Key: "_id", Value: "c"}}).Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d.Seq
+	}
+	for want := int64(1); want <= seqBlock+1; want++ {
 		seq, err := s.NextSeq(ctx, "c")
 		if err != nil || seq != want {
 			t.Fatalf("NextSeq = %d, %v, want %d", seq, err, want)
 		}
-		if err := s.InsertMessage(ctx, msg(seq)); err != nil {
-			t.Fatal(err)
+		if got, wantCounter := counter(), (want+seqBlock-1)/seqBlock*seqBlock; got != wantCounter {
+			t.Fatalf("after seq %d the counter is %d, want %d (whole blocks)", want, got, wantCounter)
+		}
+		if want <= 3 {
+			if err := s.InsertMessage(ctx, msg(seq)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if n, err := s.counters.CountDocuments(ctx, bson.D{}); err != nil || n != 0 {
-		t.Fatalf("%d counter documents (%v) after three sends, want none", n, err)
-	}
-	// The preview of 3 is lost with the process.
+	// Messages 1-3 are stored; the preview of 3 was lost with the process.
 	if err := s.SetLastMessage(ctx, msg(2)); err != nil {
 		t.Fatal(err)
 	}
 
 	restarted := New(db, OneWriter())
 	seq, err := restarted.NextSeq(ctx, "c")
-	if err != nil || seq != 3 {
-		t.Fatalf("NextSeq after a restart = %d, %v, want 3 (learnt from the preview)", seq, err)
+	if err != nil || seq != 2*seqBlock+1 {
+		t.Fatalf("NextSeq after a restart = %d, %v, want %d (above the reserved blocks)", seq, err, 2*seqBlock+1)
 	}
-	if err := restarted.InsertMessage(ctx, chat.Message{ID: "m3-again", ChannelID: "c", Seq: seq, UserID: "u", Content: "x", Type: "text", CreatedAt: now}); !errors.Is(err, chat.ErrSeqTaken) {
-		t.Fatalf("insert at a seq stored before the crash: %v, want ErrSeqTaken", err)
-	}
-	if err := restarted.RaiseSeq(ctx, "c", seq); err != nil {
+	if err := restarted.InsertMessage(ctx, msg(seq)); err != nil {
 		t.Fatal(err)
 	}
-	if seq, err := restarted.NextSeq(ctx, "c"); err != nil || seq != 4 {
-		t.Fatalf("NextSeq after the raise = %d, %v, want 4", seq, err)
+	// A retry gives its seq back, in memory.
+	if err := restarted.ReleaseSeq(ctx, "c", seq+1); err != nil {
+		t.Fatal(err)
+	}
+	next, err := restarted.NextSeq(ctx, "c")
+	if err != nil || next != seq+1 {
+		t.Fatalf("NextSeq = %d, %v, want %d", next, err, seq+1)
+	}
+	if err := restarted.ReleaseSeq(ctx, "c", next); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := restarted.NextSeq(ctx, "c"); err != nil || again != next {
+		t.Fatalf("NextSeq after releasing %d = %d, %v", next, again, err)
 	}
 
-	// The same data served without the one-writer mode: the counter
-	// document (3, from the raise) is behind the preview.
-	if err := restarted.SetLastMessage(ctx, msg(10)); err != nil {
+	// A preview far above the counter document (restored data): one
+	// raise catches the counter up, in either mode.
+	if err := restarted.SetLastMessage(ctx, msg(100)); err != nil {
 		t.Fatal(err)
 	}
-	concurrent := New(db)
-	seq, err = concurrent.NextSeq(ctx, "c")
-	if err != nil || seq != 4 {
-		t.Fatalf("NextSeq from the counter document = %d, %v, want 4", seq, err)
-	}
-	if err := concurrent.RaiseSeq(ctx, "c", seq); err != nil {
-		t.Fatal(err)
-	}
-	if seq, err := concurrent.NextSeq(ctx, "c"); err != nil || seq != 11 {
-		t.Fatalf("NextSeq after one raise = %d, %v, want 11 (past the preview)", seq, err)
+	for _, st := range []*Store{New(db), restarted} {
+		seq, err := st.NextSeq(ctx, "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.RaiseSeq(ctx, "c", seq); err != nil {
+			t.Fatal(err)
+		}
+		if seq, err := st.NextSeq(ctx, "c"); err != nil || seq <= 100 {
+			t.Fatalf("NextSeq after one raise = %d, %v, want past the preview (100)", seq, err)
+		}
 	}
 }

@@ -12,8 +12,9 @@
 // The cache is a decorator of chat.ChannelStore. It serves ListMembers and
 // CountMembers from a channel's cached list and passes every other call
 // through. Writes that go through it (AddMember, DeleteMember,
-// SetMemberRole) drop the channel's list, and MarkRead updates the cached
-// read position in place, so within one process the cache is exact.
+// SetMemberRole) drop the channel's list (in the Exact mode below they
+// update it in place), and MarkRead updates the cached read position in
+// place, so within one process the cache is exact.
 // Writes made by another replica show after at most TTL, so by default
 // authorisation never reads the cache: membership checks look the member
 // up by _id. A process that is its database's only writer (Config.Exact,

@@ -98,10 +98,3 @@ func (m *seqMemo) raise(channelID string, seq int64) {
 		delete(m.seqs, channelID)
 	}
 }
-
-// forget drops a channel's counter, to be learnt again.
-func (m *seqMemo) forget(channelID string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.seqs, channelID)
-}

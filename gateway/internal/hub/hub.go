@@ -52,8 +52,12 @@ const (
 	closeGrace = time.Second
 	// serviceName identifies the hub in internal calls.
 	serviceName = "gateway"
-	// heartbeatChunk bounds the connection ids of one Heartbeat call.
-	heartbeatChunk = 10000
+	// heartbeatChunk bounds the connection ids of one Heartbeat call: the
+	// presence API's limit. A heartbeat must list every connection of the
+	// node in one call, since the presence service drops the connections
+	// a heartbeat does not list; a node beyond the limit is split into
+	// calls and its connections flap (heartbeat warns).
+	heartbeatChunk = 100_000
 	// recoveryWorkers bound concurrent channel catch-ups after a NATS
 	// reconnection.
 	recoveryWorkers = 4

@@ -333,6 +333,10 @@ func (h *Hub) heartbeat(ctx context.Context) {
 		}
 	}
 	h.mu.Unlock()
+	if len(ids) > heartbeatChunk {
+		h.log.Warn("more connections than one presence heartbeat may list: each call drops the others' connections, which reconnect",
+			slog.Int("connections", len(ids)), slog.Int("limit", heartbeatChunk))
+	}
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), heartbeatChunk)]
 		ids = ids[len(chunk):]

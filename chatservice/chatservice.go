@@ -110,9 +110,10 @@ type Config struct {
 	// embedded FerretDB over SQLite (the all-in-one does); elsewhere it
 	// only costs throughput. It also declares this service its database's
 	// only writer, which no other replica or process writes to: the seq
-	// counters are then kept in memory (a send writes none), and the
-	// member-list cache is exact, so membership checks and read positions
-	// are answered from it (rostercache.Config.Exact).
+	// counters are then kept in memory and reserved in blocks (most sends
+	// write none), and the member-list cache is exact, so membership
+	// checks and read positions are answered from it
+	// (rostercache.Config.Exact).
 	OneWriter bool
 
 	// Events names the JetStream streams and the durable subject prefix

@@ -38,28 +38,29 @@ func (s *Store) NextSeq(ctx context.Context, channelID string) (int64, error) {
 		}
 	}
 	r := seqRange{last: last, reserved: last + seqBlock}
-	if err := s.reserveSeqs(ctx, channelID, r.reserved); err != nil {
-		return 0, err
+	// Urgent at the write gate, with the inserts: the send waits for it.
+	if err := s.raiseCounter(ctx, channelID, r.reserved, true); err != nil {
+		return 0, fmt.Errorf("reserve seqs of %s: %w", channelID, err)
 	}
 	s.seqs.set(channelID, r)
 	seq, _ := s.seqs.next(channelID)
 	return seq, nil
 }
 
-// reserveSeqs moves the channel's counter document up to reserved. It
-// goes through the write gate with the urgent writes: a send waits for it.
-func (s *Store) reserveSeqs(ctx context.Context, channelID string, reserved int64) error {
-	unlock, err := s.lockWritesUrgent(ctx, true)
+// raiseCounter moves the channel's counter document up to at least seq
+// ($max, upsert), through the write gate.
+func (s *Store) raiseCounter(ctx context.Context, channelID string, seq int64, urgent bool) error {
+	unlock, err := s.lockWritesUrgent(ctx, urgent)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	_, err = s.counters.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: channelID}},
-		bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: reserved}}}},
+		bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: seq}}}},
 		options.UpdateOne().SetUpsert(true))
 	if err != nil && !mongoutil.IsDuplicateKey(err) {
-		return fmt.Errorf("reserve seqs of %s up to %d: %w", channelID, reserved, err)
+		return fmt.Errorf("raise the counter of %s to %d: %w", channelID, seq, err)
 	}
 	return nil
 }
@@ -138,19 +139,7 @@ func (s *Store) RaiseSeq(ctx context.Context, channelID string, seq int64) error
 		defer unlock()
 		s.seqs.raise(channelID, seq)
 	}
-	unlock, err := s.lockWrites(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	_, err = s.counters.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: channelID}},
-		bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: seq}}}},
-		options.UpdateOne().SetUpsert(true))
-	if err != nil && !mongoutil.IsDuplicateKey(err) {
-		return fmt.Errorf("raise seq of %s: %w", channelID, err)
-	}
-	return nil
+	return s.raiseCounter(ctx, channelID, seq, false)
 }
 
 // ReleaseSeq gives back seq if it is still the counter's value. On

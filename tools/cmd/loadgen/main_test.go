@@ -108,6 +108,13 @@ func TestBaselineRuns(t *testing.T) {
 			if s.Latency.Count != uint64(s.Delivered) || s.Latency.P99 <= 0 || s.DeliveriesPerSec <= 0 {
 				t.Fatalf("latency %+v, deliveries/s %v", s.Latency, s.DeliveriesPerSec)
 			}
+			var inTimeline int64
+			for _, sec := range s.Timeline {
+				inTimeline += sec.Deliveries
+			}
+			if inTimeline != s.Delivered {
+				t.Fatalf("the timeline counts %d deliveries, want %d: %+v", inTimeline, s.Delivered, s.Timeline)
+			}
 		})
 	}
 }

@@ -47,6 +47,9 @@ type Summary struct {
 	AckLatency        LatencySummary `json:"ack_latency_ms"`
 	Errors            ErrorSummary   `json:"errors"`
 	ServerRSS         *RSSSummary    `json:"server_rss,omitempty"`
+	// Timeline tells, per second of sending, how that second's messages
+	// fared (chat mode).
+	Timeline []TimelineSecond `json:"timeline,omitempty"`
 }
 
 // ConnSummary counts connections.
@@ -101,6 +104,7 @@ type runState struct {
 	errorFrames         atomic.Int64
 	duplicates          atomic.Int64
 	firstSend, lastSeen atomic.Int64
+	timeline            atomic.Pointer[timeline] // set when sending starts
 	stopping            atomic.Bool
 
 	mu         sync.Mutex
@@ -372,6 +376,9 @@ func (c *client) read(st *runState) {
 			}
 			if sent, err := strconv.ParseInt(f.Data.Metadata.Sent, 10, 64); err == nil {
 				st.latency.record(time.Duration(now - sent))
+				if tl := st.timeline.Load(); tl != nil {
+					tl.record(sent, time.Duration(now-sent))
+				}
 			}
 			st.lastSeen.Store(now)
 			if int(slot.sender.Load()) == c.idx && c.window != nil {
@@ -441,7 +448,9 @@ func chat(ctx context.Context, cfg config, clients []*client, st *runState) erro
 	content := strings.Repeat("x", cfg.contentBytes)
 	sendCtx, cancel := context.WithTimeout(ctx, cfg.duration)
 	defer cancel()
-	st.firstSend.Store(time.Now().UnixNano())
+	first := time.Now()
+	st.timeline.Store(newTimeline(first, int(cfg.duration/time.Second)+1))
+	st.firstSend.Store(first.UnixNano())
 	var wg sync.WaitGroup
 	for k, c := range senders {
 		if cfg.rate == 0 {
@@ -565,6 +574,9 @@ func (st *runState) fill(sum *Summary) {
 		sum.DeliveriesPerSec = float64(sum.Delivered) / (float64(last-first) / 1e9)
 	}
 	sum.Latency, sum.AckLatency = st.latency.summary(), st.ackLatency.summary()
+	if tl := st.timeline.Load(); tl != nil {
+		sum.Timeline = tl.summary()
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	sum.Errors.ErrorFrames = st.errorFrames.Load()

@@ -144,17 +144,14 @@ func (s *Store) updatePreview(ctx context.Context, channelID string, cond func(l
 	last, known := p.lookup(channelID, now)
 	byID := bson.D{{Key: "_id", Value: channelID}}
 	if !known {
-		var cur struct {
-			LastSeq int64 `bson:"last_seq"`
-		}
-		err := s.channels.FindOne(ctx, byID, options.FindOne().SetProjection(bson.D{{Key: "last_seq", Value: 1}})).Decode(&cur)
+		seq, exists, err := s.readLastSeq(ctx, channelID)
 		switch {
-		case errors.Is(err, mongo.ErrNoDocuments):
-			return nil // deleted meanwhile: nothing to show
 		case err != nil:
-			return fmt.Errorf("read last seq of %s: %w", channelID, err)
+			return err
+		case !exists:
+			return nil // deleted meanwhile: nothing to show
 		}
-		last = cur.LastSeq
+		last = seq
 		p.remember(channelID, last, now)
 	}
 	if !cond(last) {

@@ -85,15 +85,24 @@ func (s *Store) lastSeq(ctx context.Context, channelID string) (int64, error) {
 
 // previewSeq reads a channel's last_seq (zero if the channel is gone).
 func (s *Store) previewSeq(ctx context.Context, channelID string) (int64, error) {
+	seq, _, err := s.readLastSeq(ctx, channelID)
+	return seq, err
+}
+
+// readLastSeq reads a channel's last_seq, and whether the channel exists.
+func (s *Store) readLastSeq(ctx context.Context, channelID string) (seq int64, exists bool, err error) {
 	var ch struct {
 		LastSeq int64 `bson:"last_seq"`
 	}
-	err := s.channels.FindOne(ctx, bson.D{{Key: "_id", Value: channelID}},
+	err = s.channels.FindOne(ctx, bson.D{{Key: "_id", Value: channelID}},
 		options.FindOne().SetProjection(bson.D{{Key: "last_seq", Value: 1}})).Decode(&ch)
-	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-		return 0, fmt.Errorf("read last seq of %s: %w", channelID, err)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("read last seq of %s: %w", channelID, err)
 	}
-	return ch.LastSeq, nil
+	return ch.LastSeq, true, nil
 }
 
 // incSeq increments the counter in the database and returns its value.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -97,6 +98,24 @@ type Limits struct {
 	// MaxConnsPerUser caps concurrent connections per user (default 20;
 	// negative: unlimited).
 	MaxConnsPerUser int
+	// MaxSetups caps the connections being set up at once, from the
+	// upgrade request (or the authenticate frame) through authentication,
+	// the presence connect and the friends lookup (default 8 per CPU;
+	// negative: unlimited). Beyond it new connections queue. In a
+	// reconnect storm (every client of a restarted replica at once) the
+	// setups would otherwise all run together, each holding request
+	// buffers, a deep goroutine stack and service calls: 10,000 at once
+	// took the all-in-one from 0.1 to 1.4 GB, and it kept 28 KiB per idle
+	// connection after. Setups are mostly CPU, so a few per CPU keep the
+	// pace; more only add deep stacks, and the runtime starts new
+	// goroutines (the read loops too) on the average stack in use, so 64 at
+	// once on two CPUs doubled the read loops' stacks (docs/performance.md).
+	MaxSetups int
+	// SetupWait is how long a new connection waits for a setup slot before
+	// it is refused (default 10 s): with HTTP 503 and Retry-After on the
+	// upgrade request, or with error rate_limited and close code 1013 after
+	// an authenticate frame.
+	SetupWait time.Duration
 	// MaxChannelsPerConn caps the channels one connection joins (default 500).
 	MaxChannelsPerConn int
 	// MaxSyncMessages bounds the messages one sync (or one recovery after a
@@ -148,6 +167,8 @@ func DefaultLimits() Limits {
 		HeartbeatInterval:      10 * time.Second,
 		MaxConnsPerIP:          50,
 		MaxConnsPerUser:        20,
+		MaxSetups:              8 * runtime.GOMAXPROCS(0),
+		SetupWait:              10 * time.Second,
 		MaxChannelsPerConn:     500,
 		MaxSyncMessages:        1000,
 		MaxSyncChannels:        100,
@@ -175,7 +196,7 @@ func (l Limits) withDefaults() Limits {
 		{&l.CallTimeout, &d.CallTimeout}, {&l.DrainTimeout, &d.DrainTimeout},
 		{&l.HeartbeatInterval, &d.HeartbeatInterval}, {&l.TypingThrottle, &d.TypingThrottle},
 		{&l.ReceiptInterval, &d.ReceiptInterval}, {&l.AbuseWindow, &d.AbuseWindow},
-		{&l.ReconnectCheckInterval, &d.ReconnectCheckInterval},
+		{&l.ReconnectCheckInterval, &d.ReconnectCheckInterval}, {&l.SetupWait, &d.SetupWait},
 	}
 	for _, f := range durations {
 		if *f.v <= 0 {
@@ -188,6 +209,7 @@ func (l Limits) withDefaults() Limits {
 		{&l.MaxSyncMessages, &d.MaxSyncMessages}, {&l.MaxSyncChannels, &d.MaxSyncChannels},
 		{&l.PresenceMembers, &d.PresenceMembers}, {&l.MaxFriends, &d.MaxFriends},
 		{&l.ReceiptMaxMembers, &d.ReceiptMaxMembers}, {&l.AbuseThreshold, &d.AbuseThreshold},
+		{&l.MaxSetups, &d.MaxSetups},
 	}
 	for _, f := range ints {
 		if *f.v == 0 {

@@ -75,11 +75,14 @@ type Hub struct {
 	metrics  *metrics
 	ipCaps   *ratelimit.Caps
 	userCaps *ratelimit.Caps
+	// setups holds a token per connection being set up (Limits.MaxSetups);
+	// nil when unlimited.
+	setups chan struct{}
 	// pingFrame is the sentinel queued to ask a write loop for a ping.
 	pingFrame *outFrame
 
-	// base is the parent of every connection's context; it ends when Run
-	// has drained.
+	// base bounds what runs after a connection's own context ended (its
+	// presence disconnect); it ends when Run has drained.
 	base       context.Context
 	cancelBase context.CancelFunc
 
@@ -146,12 +149,15 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.ipCaps = ratelimit.NewCaps(h.lim.MaxConnsPerIP)
 	h.userCaps = ratelimit.NewCaps(h.lim.MaxConnsPerUser)
+	if h.lim.MaxSetups > 0 {
+		h.setups = make(chan struct{}, h.lim.MaxSetups)
+	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: h.lim.WriteWait,
 		// Small buffers keep idle connections cheap; a larger frame is
 		// still read whole (the buffer is not a frame limit), and writes
 		// borrow a pooled buffer only while writing.
-		ReadBufferSize:  512,
+		ReadBufferSize:  256,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     h.checkOrigin,
@@ -198,7 +204,8 @@ func (h *Hub) Stats() Stats {
 
 // ServeHTTP upgrades GET /v1/ws to a WebSocket connection and serves it
 // until it closes. Caps are checked before the upgrade, so a refused client
-// gets a plain HTTP 429 (or 503 while draining).
+// gets a plain HTTP 429 (or 503 while draining, or when no setup slot came
+// in time).
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
@@ -219,6 +226,17 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// released below when there is no connection.
 	var pre *preAuth
 	if token, ok := bearerToken(r.Header.Get("Authorization")); ok {
+		// The whole setup runs on this goroutine, before and after the
+		// upgrade (serve), so it waits for its turn before answering the
+		// upgrade: a client in the queue holds only its request.
+		leave, ok := h.enterSetup(r.Context())
+		if !ok {
+			h.ipCaps.Release(ip)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "server busy, retry", http.StatusServiceUnavailable)
+			return
+		}
+		defer leave()
 		pre = &preAuth{token: token}
 		ctx, cancel := context.WithTimeout(r.Context(), h.lim.CallTimeout)
 		pre.principal, pre.err = h.cfg.Verifier.Verify(ctx, token)
@@ -255,6 +273,31 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.serve(pre)
+}
+
+// enterSetup waits for a setup slot (Limits.MaxSetups) until ctx ends or
+// Limits.SetupWait passes; leave frees the slot. It reports false, and
+// counts the refusal, when no slot came.
+func (h *Hub) enterSetup(ctx context.Context) (leave func(), ok bool) {
+	if h.setups == nil {
+		return func() {}, true
+	}
+	leave = func() { <-h.setups }
+	select {
+	case h.setups <- struct{}{}:
+		return leave, true
+	default:
+	}
+	wait := time.NewTimer(h.lim.SetupWait)
+	defer wait.Stop()
+	select {
+	case h.setups <- struct{}{}:
+		return leave, true
+	case <-wait.C:
+	case <-ctx.Done():
+	}
+	h.metrics.rateLimited.WithLabelValues(setupsClass).Inc()
+	return nil, false
 }
 
 // preAuth is the outcome of header authentication, done before upgrading.

@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"google.golang.org/grpc"
 
+	presencev1 "github.com/parleyhq/parley/apis/gen/go/parley/presence/v1"
 	"github.com/parleyhq/parley/gateway/internal/hub/protocol"
 	"github.com/parleyhq/parley/gateway/internal/hub/ratelimit"
 )
@@ -372,4 +376,126 @@ func TestKeepalive(t *testing.T) {
 	}
 	_ = alive.ws.Close()
 	<-readErr
+}
+
+// heldPresence holds every Connect until release is closed, recording the
+// order in which Connects start and end.
+type heldPresence struct {
+	presencev1.PresenceServiceClient
+	release chan struct{}
+	mu      sync.Mutex
+	events  []string
+}
+
+func (p *heldPresence) Connect(ctx context.Context, req *presencev1.ConnectRequest, opts ...grpc.CallOption) (*presencev1.ConnectResponse, error) {
+	p.record("start " + req.GetUserId())
+	defer p.record("end " + req.GetUserId())
+	select {
+	case <-p.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return p.PresenceServiceClient.Connect(ctx, req, opts...)
+}
+
+func (p *heldPresence) record(e string) {
+	p.mu.Lock()
+	p.events = append(p.events, e)
+	p.mu.Unlock()
+}
+
+func (p *heldPresence) log() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.events)
+}
+
+// waitEvents waits until the log holds want.
+func (p *heldPresence) waitEvents(t *testing.T, want ...string) {
+	t.Helper()
+	eventually(t, func() error {
+		if got := p.log(); !slices.Equal(got, want) {
+			return fmt.Errorf("presence calls %q, want %q", got, want)
+		}
+		return nil
+	})
+}
+
+func TestSetupSlots(t *testing.T) {
+	fx := newFixture(t)
+	start := func(t *testing.T, wait time.Duration) (*testHub, *heldPresence) {
+		held := &heldPresence{PresenceServiceClient: fx.presClient, release: make(chan struct{})}
+		th := fx.startHub(t, func(c *Config) {
+			c.Presence = held
+			c.Limits.MaxSetups = 1
+			c.Limits.SetupWait = wait
+		})
+		// alice's setup holds the only slot until release.
+		dial(t, th.url, "alice")
+		held.waitEvents(t, "start alice")
+		return th, held
+	}
+
+	t.Run("a new connection queues for its turn", func(t *testing.T) {
+		th, held := start(t, time.Minute)
+		bob := make(chan *client, 1)
+		go func() {
+			h := http.Header{}
+			h.Set("Authorization", "Bearer "+tokenFor("bob"))
+			ws, _, err := websocket.DefaultDialer.Dial(th.url, h)
+			if err != nil {
+				t.Errorf("bob: %v", err)
+				bob <- nil
+				return
+			}
+			bob <- &client{t: t, ws: ws}
+		}()
+		close(held.release)
+		c := <-bob
+		if c == nil {
+			t.FailNow()
+		}
+		t.Cleanup(func() { _ = c.ws.Close() })
+		c.expect(protocol.TypeWelcome)
+		// bob's setup started only after alice's had ended.
+		held.waitEvents(t, "start alice", "end alice", "start bob", "end bob")
+		if n := th.metric(t, "parley_gateway_rate_limited_total", map[string]string{"class": "setups"}); n != 0 {
+			t.Fatalf("rate_limited_total{class=setups} = %v, want 0", n)
+		}
+	})
+
+	t.Run("header authentication waits too long: 503", func(t *testing.T) {
+		th, held := start(t, 50*time.Millisecond)
+		defer close(held.release)
+		h := http.Header{}
+		h.Set("Authorization", "Bearer "+tokenFor("bob"))
+		ws, resp, err := websocket.DefaultDialer.Dial(th.url, h)
+		if err == nil {
+			_ = ws.Close()
+			t.Fatal("bob connected while the only setup slot was taken")
+		}
+		if resp == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("bob: %v, response %+v; want 503 with Retry-After", err, resp)
+		}
+		if n := th.metric(t, "parley_gateway_rate_limited_total", map[string]string{"class": "setups"}); n != 1 {
+			t.Fatalf("rate_limited_total{class=setups} = %v, want 1", n)
+		}
+	})
+
+	t.Run("first-frame authentication waits too long: 1013", func(t *testing.T) {
+		th, held := start(t, 50*time.Millisecond)
+		defer close(held.release)
+		c := dialHeader(t, th.url, nil)
+		id := c.send(protocol.TypeAuthenticate, "", map[string]any{"token": tokenFor("bob")})
+		f := c.reply(id)
+		if e := decodeError(t, f); f.Type != protocol.TypeError || e.Code != protocol.CodeRateLimited {
+			t.Fatalf("authenticate answered %s %s, want error rate_limited", f.Type, f.Data)
+		}
+		if code := c.expectClose(); code != protocol.CloseTryAgainLater {
+			t.Fatalf("close code %d, want %d", code, protocol.CloseTryAgainLater)
+		}
+		if got := held.log(); slices.Contains(got, "start bob") {
+			t.Fatalf("bob's setup ran: %q", got)
+		}
+	})
 }

@@ -57,7 +57,7 @@ func newMetrics() *metrics {
 		}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_gateway_rate_limited_total",
-			Help: "Frames refused by a rate limit, by class (messages, typing, joins, other), and connections refused by a cap (conns_ip, conns_user).",
+			Help: "Frames refused by a rate limit, by class (messages, typing, joins, other), connections refused by a cap (conns_ip, conns_user), and connections refused because no setup slot came in time (setups).",
 		}, []string{"class"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_gateway_closes_total",
@@ -80,11 +80,14 @@ func newMetrics() *metrics {
 	for k := range frameKind(numKinds) {
 		m.out[k] = m.framesOut.WithLabelValues(k.String())
 	}
-	for _, c := range []string{classMessages.String(), classTyping.String(), classJoins.String(), classOther.String(), "conns_ip", "conns_user"} {
+	for _, c := range []string{classMessages.String(), classTyping.String(), classJoins.String(), classOther.String(), "conns_ip", "conns_user", setupsClass} {
 		m.rateLimited.WithLabelValues(c)
 	}
 	return m
 }
+
+// setupsClass labels connections refused for want of a setup slot.
+const setupsClass = "setups"
 
 // frameIn counts a received frame; t must already be a client type or
 // labelInvalid.

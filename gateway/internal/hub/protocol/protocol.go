@@ -95,6 +95,9 @@ const (
 	// CloseServiceRestart: the server lost more live traffic than it can
 	// replay (a NATS outage longer than the sync bound); reconnect and sync.
 	CloseServiceRestart = 1012
+	// CloseTryAgainLater: the server is busy setting up other connections
+	// (a reconnect storm); reconnect after a short, randomised delay.
+	CloseTryAgainLater = 1013
 	// CloseAuthFailed: authentication failed or did not arrive in time.
 	CloseAuthFailed = 4001
 	// ClosePolicy: sustained rate-limit abuse, or a connection cap reached
@@ -107,7 +110,7 @@ const (
 
 // CloseCodes lists every close code the server sends.
 func CloseCodes() []int {
-	return []int{CloseNormal, CloseGoingAway, CloseTooBig, CloseServiceRestart, CloseAuthFailed, ClosePolicy, CloseSlowConsumer}
+	return []int{CloseNormal, CloseGoingAway, CloseTooBig, CloseServiceRestart, CloseTryAgainLater, CloseAuthFailed, ClosePolicy, CloseSlowConsumer}
 }
 
 // Field bounds of the envelope.

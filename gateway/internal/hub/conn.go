@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -108,7 +109,10 @@ func newConn(h *Hub, ws *websocket.Conn, ip string) *conn {
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
-	c.ctx, c.cancel = context.WithCancel(h.base)
+	// Not derived from h.base: drain closes every connection itself
+	// (closeWith cancels ctx), and register refuses new ones from then on.
+	cctx := &connCtx{}
+	c.ctx, c.cancel = cctx, cctx.cancel
 	return c
 }
 
@@ -241,10 +245,7 @@ func (c *conn) serve(pre *preAuth) {
 	default:
 		c.authenticated(pre.principal.UserID, pre.token, "", pre.capHeld)
 	}
-	go func() {
-		defer c.finish()
-		c.readLoop()
-	}()
+	go c.readLoop()
 }
 
 func (c *conn) extendRead() {
@@ -253,21 +254,56 @@ func (c *conn) extendRead() {
 	}
 }
 
+// readLoop reads frames until the connection ends, then finishes it.
+//
+// Its goroutine lives as long as the connection, and idle it should hold
+// the smallest stack, 2 KiB: a grown stack stays grown (the runtime
+// shrinks only stacks using under a quarter of theirs, and a read blocked
+// in gorilla uses more than a quarter of 4 KiB), and 2 KiB more per
+// connection is about 4 KiB of RSS once the collector's headroom is
+// counted. A read blocked in gorilla's NextReader is close to what a
+// 2 KiB stack allows (2 KiB less the runtime's guard of about 900
+// bytes): ReadMessage's frame, or a closure calling readLoop under a
+// defer, was enough to grow every idle connection to 4 KiB. So the loop
+// keeps a small frame and only waits for frames; each frame is read and
+// handled below it (readFrame), and handled on a goroutine of its own.
+// TestIdleReadLoopStack measures it.
 func (c *conn) readLoop() {
-	for {
-		_, data, err := c.ws.ReadMessage()
-		if err != nil {
-			c.readFailed(err)
-			return
+	var err error
+	for err == nil {
+		var r io.Reader
+		if _, r, err = c.ws.NextReader(); err == nil {
+			err = c.readFrame(r)
 		}
-		if c.ctx.Err() != nil {
-			continue // closing: read until the write loop drops the socket
-		}
+	}
+	c.readFailed(err)
+	c.finish()
+}
+
+// readFrame reads the frame r holds and handles it on a short-lived
+// goroutine, waiting for it: frames are still handled one at a time and
+// in order, and the read loop's stack never holds the handlers' depth
+// (see readLoop). Not inlined, so readLoop's frame stays small.
+//
+//go:noinline
+func (c *conn) readFrame(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if c.ctx.Err() != nil {
+		return nil // closing: read until the write loop drops the socket
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		c.handle(data)
 		if c.authed.Load() {
 			c.extendRead()
 		}
-	}
+	}()
+	<-done
+	return nil
 }
 
 func (c *conn) readFailed(err error) {

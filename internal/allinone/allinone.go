@@ -177,7 +177,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ServiceToken: serviceToken,
 		KeyDir:       filepath.Join(dataDir, "keys"),
 		AdminUsers:   cfg.AdminUsers,
-		Logger:       log.With("service", "user"),
+		Logger:       log, // the service adds its own "service" attribute
 	})
 	if err != nil {
 		_ = userLis.Close()
@@ -248,7 +248,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ServiceToken:    serviceToken,
 		Verifier:        verifier,
 		UserService:     userConn,
-		Logger:          log.With("service", "chat"),
+		Logger:          log, // the service adds its own "service" attribute
 	})
 	if err != nil {
 		_ = chatLis.Close()
@@ -266,7 +266,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Verifier:     verifier,
 		UserService:  userConn,
 		ChatService:  chatConn,
-		Logger:       log.With("service", "presence"),
+		Logger:       log, // the service adds its own "service" attribute
 	})
 	if err != nil {
 		_ = presenceLis.Close()

@@ -105,13 +105,12 @@ func (c *conn) handleFirstFrame(f protocol.Frame) {
 		c.closeWith(protocol.CloseAuthFailed, "authentication failed")
 		return
 	}
-	leave, ok := c.h.enterSetup(c.ctx)
-	if !ok {
+	if !c.h.enterSetup(c.ctx) {
 		c.sendFrame(protocol.TypeError, f.ID, "", protocol.ErrorData{Code: protocol.CodeRateLimited, Message: "server busy, retry"})
 		c.closeWith(protocol.CloseTryAgainLater, "server busy")
 		return
 	}
-	defer leave()
+	defer c.h.leaveSetup()
 	ctx, cancel := context.WithTimeout(c.ctx, c.h.lim.CallTimeout)
 	p, err := c.h.cfg.Verifier.Verify(ctx, d.Token)
 	cancel()

@@ -229,14 +229,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The whole setup runs on this goroutine, before and after the
 		// upgrade (serve), so it waits for its turn before answering the
 		// upgrade: a client in the queue holds only its request.
-		leave, ok := h.enterSetup(r.Context())
-		if !ok {
+		if !h.enterSetup(r.Context()) {
 			h.ipCaps.Release(ip)
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "server busy, retry", http.StatusServiceUnavailable)
 			return
 		}
-		defer leave()
+		defer h.leaveSetup()
 		pre = &preAuth{token: token}
 		ctx, cancel := context.WithTimeout(r.Context(), h.lim.CallTimeout)
 		pre.principal, pre.err = h.cfg.Verifier.Verify(ctx, token)
@@ -276,28 +275,34 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // enterSetup waits for a setup slot (Limits.MaxSetups) until ctx ends or
-// Limits.SetupWait passes; leave frees the slot. It reports false, and
+// Limits.SetupWait passes; leaveSetup frees it. It reports false, and
 // counts the refusal, when no slot came.
-func (h *Hub) enterSetup(ctx context.Context) (leave func(), ok bool) {
+func (h *Hub) enterSetup(ctx context.Context) bool {
 	if h.setups == nil {
-		return func() {}, true
+		return true
 	}
-	leave = func() { <-h.setups }
 	select {
 	case h.setups <- struct{}{}:
-		return leave, true
+		return true
 	default:
 	}
 	wait := time.NewTimer(h.lim.SetupWait)
 	defer wait.Stop()
 	select {
 	case h.setups <- struct{}{}:
-		return leave, true
+		return true
 	case <-wait.C:
 	case <-ctx.Done():
 	}
 	h.metrics.rateLimited.WithLabelValues(setupsClass).Inc()
-	return nil, false
+	return false
+}
+
+// leaveSetup frees the slot enterSetup took.
+func (h *Hub) leaveSetup() {
+	if h.setups != nil {
+		<-h.setups
+	}
 }
 
 // preAuth is the outcome of header authentication, done before upgrading.

@@ -54,10 +54,12 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultGRPCAddr       = "localhost:9094"
-	DefaultMongoURI       = "mongodb://localhost:27017"
-	DefaultDatabase       = "parley"
-	DefaultEventsDurable  = "notificationservice"
+	DefaultGRPCAddr      = "localhost:9094"
+	DefaultMongoURI      = "mongodb://localhost:27017"
+	DefaultDatabase      = "parley"
+	DefaultEventsDurable = "notificationservice"
+	// ServiceName names this service in its log lines.
+	ServiceName           = "notificationservice"
 	DefaultDigestInterval = time.Minute
 	// DefaultPresenceCacheTTL: see Config.PresenceCacheTTL.
 	DefaultPresenceCacheTTL = 2 * time.Second
@@ -348,6 +350,7 @@ func withDefaults(cfg Config) Config {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Logger = cfg.Logger.With(slog.String("service", ServiceName))
 	return cfg
 }
 

@@ -43,6 +43,8 @@ const (
 	DefaultGRPCAddr = ":9094"
 	DefaultDatabase = "parley"
 	DefaultDurable  = "audit"
+	// ServiceName names this service in its log lines.
+	ServiceName = "eventbus"
 	// connectTimeout bounds connecting to MongoDB and NATS in New.
 	connectTimeout = 30 * time.Second
 )
@@ -135,6 +137,7 @@ func New(ctx context.Context, cfg Config) (s *Service, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Logger = cfg.Logger.With(slog.String("service", ServiceName))
 	s = &Service{cfg: cfg, logger: cfg.Logger}
 	defer func() {
 		if err != nil {

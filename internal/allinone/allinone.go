@@ -210,7 +210,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			_, err := auth.RequireRole(ctx, auth.RoleAdmin)
 			return err
 		},
-		Logger: log.With("service", "eventbus"),
+		Logger: log, // the service adds its own "service" attribute
 	})
 	if err != nil {
 		_ = auditLis.Close()
@@ -320,7 +320,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		SMTPPassword:       n.SMTPPassword,
 		SMTPFrom:           n.SMTPFrom,
 		SMTPTLS:            n.SMTPTLS,
-		Logger:             log.With("service", "notification"),
+		Logger:             log, // the service adds its own "service" attribute
 	})
 	if err != nil {
 		_ = lis.Close()

@@ -115,7 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer func() {
 			if err := conn.Close(); err != nil {
-				log.Warn("close connection", slog.String("service", peer.name), slog.Any("error", err))
+				log.Warn("close connection", slog.String("peer", peer.name), slog.Any("error", err))
 			}
 		}()
 		*peer.conn = conn

@@ -66,19 +66,20 @@ type conn struct {
 	slot uint32 // ping slot, set by register
 
 	// send is the bounded queue the write loop drains.
-	send *sendQueue
+	send sendQueue
 
-	// ctx ends when the connection starts closing; requests made for the
-	// connection derive from it.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// ctx (&cctx) ends when the connection starts closing; requests made
+	// for the connection derive from it. The queue and the context live
+	// inside conn: every object an idle connection keeps costs about twice
+	// its size in RSS (see docs/decisions/0010-idle-connections.md).
+	ctx  context.Context
+	cctx connCtx
 	// closeCode is the first close requested (0: none yet); closeText is
 	// written before cancel and read after ctx.Done.
-	closeCode  atomic.Int32
-	closeText  string
-	readerDone chan struct{}
-	// writerDone is closed when the write loop has run the close sequence.
-	writerDone chan struct{}
+	closeCode atomic.Int32
+	closeText string
+	// ends is made by the first of the read and write loops to finish.
+	ends atomic.Pointer[loopEnds]
 
 	// authed is set once welcome is queued; userID is written before it
 	// and never changes after.
@@ -92,28 +93,49 @@ type conn struct {
 	// read loop
 	buckets [numClasses]ratelimit.Bucket
 	abuse   ratelimit.Window
-	subs    map[string]*subState // joined channels
-	friends []string             // users followed as friends
+	subs    subSet   // joined channels
+	friends []string // users followed as friends
 
 	// presEpoch dedupes presence frames; only the presence pump uses it.
 	presEpoch uint64
 }
 
+// loopEnds tells each of a connection's loops that the other has ended.
+// Only closing connections need it, so it is made then (conn.loopEnds).
+type loopEnds struct {
+	// reader is closed when the read loop has ended.
+	reader chan struct{}
+	// writer is closed when the write loop has run the close sequence.
+	writer chan struct{}
+}
+
 func newConn(h *Hub, ws *websocket.Conn, ip string) *conn {
-	c := &conn{
-		h:          h,
-		ws:         ws,
-		id:         randomID(12),
-		ip:         ip,
-		send:       newSendQueue(h.lim.SendQueueSize),
-		readerDone: make(chan struct{}),
-		writerDone: make(chan struct{}),
-	}
 	// Not derived from h.base: drain closes every connection itself
 	// (closeWith cancels ctx), and register refuses new ones from then on.
-	cctx := &connCtx{}
-	c.ctx, c.cancel = cctx, cctx.cancel
+	c := &conn{
+		h:  h,
+		ws: ws,
+		id: randomID(12),
+		ip: ip,
+	}
+	c.send.max = h.lim.SendQueueSize
+	c.ctx = &c.cctx
 	return c
+}
+
+// cancel ends ctx.
+func (c *conn) cancel() { c.cctx.cancel() }
+
+// loopEnds returns the connection's loopEnds, making it on the first call.
+func (c *conn) loopEnds() *loopEnds {
+	if e := c.ends.Load(); e != nil {
+		return e
+	}
+	e := &loopEnds{reader: make(chan struct{}), writer: make(chan struct{})}
+	if c.ends.CompareAndSwap(nil, e) {
+		return e
+	}
+	return c.ends.Load()
 }
 
 // currentToken returns the user's access token.
@@ -350,7 +372,8 @@ func (c *conn) writeLoop() {
 // closeGrace to answer before the socket is dropped, which ends the read
 // loop.
 func (c *conn) closeSequence() {
-	defer close(c.writerDone)
+	ends := c.loopEnds()
+	defer close(ends.writer)
 	code := int(c.closeCode.Load())
 	switch {
 	case code == protocol.CloseSlowConsumer:
@@ -372,7 +395,7 @@ func (c *conn) closeSequence() {
 		_ = c.ws.WriteControl(websocket.CloseMessage, msg, c.h.now().Add(c.h.lim.WriteWait))
 		grace := time.NewTimer(closeGrace)
 		select {
-		case <-c.readerDone:
+		case <-ends.reader:
 		case <-grace.C:
 		}
 		grace.Stop()
@@ -423,8 +446,9 @@ func (c *conn) write(f *outFrame) error {
 // releases everything the connection held.
 func (c *conn) finish() {
 	c.closeWith(closeSilent, "")
-	close(c.readerDone)
-	<-c.writerDone
+	ends := c.loopEnds()
+	close(ends.reader)
+	<-ends.writer
 	c.h.unregister(c)
 	c.h.ipCaps.Release(c.ip)
 	c.h.fan.leaveAll(c)

@@ -269,10 +269,10 @@ func (f *fanout) unsubscribe(cs *channelSub) {
 
 // leaveAll unsubscribes a closing connection from all its channels.
 func (f *fanout) leaveAll(c *conn) {
-	for id := range c.subs {
+	for _, id := range c.subs.ids() {
 		f.leave(c, id)
 	}
-	c.subs = nil
+	c.subs = subSet{}
 }
 
 // closeAll drops every subscription (after the last connection ended).
@@ -527,7 +527,7 @@ func (f *fanout) recoverChannel(ctx context.Context, cs *channelSub, all bool) {
 // owned says the join already made c's state buffer from lastSeq.
 func (f *fanout) syncOne(c *conn, id string, lastSeq int64, owned bool) (protocol.SyncChannelResult, error) {
 	res := protocol.SyncChannelResult{LastSeq: lastSeq}
-	st := c.subs[id]
+	st := c.subs.get(id)
 	if st == nil {
 		return res, status.Error(codes.Internal, "sync of a channel not joined")
 	}

@@ -158,7 +158,7 @@ func (c *conn) handleJoin(f protocol.Frame) {
 // Joining again refreshes the permissions. syncFrom >= 0 joins for a sync
 // from that seq (see fanout.join).
 func (c *conn) join(channelID string, syncFrom int64) (protocol.JoinResult, bool, error) {
-	if _, ok := c.subs[channelID]; !ok && len(c.subs) >= c.h.lim.MaxChannelsPerConn {
+	if !c.subs.has(channelID) && c.subs.len() >= c.h.lim.MaxChannelsPerConn {
 		return protocol.JoinResult{}, false, status.Errorf(codes.FailedPrecondition, "a connection joins at most %d channels", c.h.lim.MaxChannelsPerConn)
 	}
 	ctx, cancel := c.h.serviceCtx(c.ctx)
@@ -174,10 +174,7 @@ func (c *conn) join(channelID string, syncFrom int64) (protocol.JoinResult, bool
 	if err != nil {
 		return protocol.JoinResult{}, false, err
 	}
-	if c.subs == nil {
-		c.subs = make(map[string]*subState)
-	}
-	c.subs[channelID] = st
+	c.subs.set(channelID, st)
 	return protocol.JoinResult{
 		Channel:     channelID,
 		ChannelType: acc.GetChannelType(),
@@ -188,8 +185,7 @@ func (c *conn) join(channelID string, syncFrom int64) (protocol.JoinResult, bool
 }
 
 func (c *conn) handleLeave(f protocol.Frame) {
-	if _, ok := c.subs[f.Channel]; ok {
-		delete(c.subs, f.Channel)
+	if c.subs.del(f.Channel) {
 		c.h.fan.leave(c, f.Channel)
 	}
 	c.ack(f, nil)
@@ -259,8 +255,8 @@ func (c *conn) handleTyping(f protocol.Frame) {
 		c.invalid(f, err)
 		return
 	}
-	st, ok := c.subs[f.Channel]
-	if !ok {
+	st := c.subs.get(f.Channel)
+	if st == nil {
 		c.invalid(f, errors.New("join the channel before typing in it"))
 		return
 	}
@@ -325,7 +321,7 @@ func (c *conn) handleSync(f protocol.Frame) {
 // history) and replays what follows lastSeq.
 func (c *conn) syncChannel(channelID string, lastSeq int64) protocol.SyncChannelResult {
 	owned := false
-	if _, ok := c.subs[channelID]; !ok {
+	if !c.subs.has(channelID) {
 		var err error
 		if _, owned, err = c.join(channelID, lastSeq); err != nil {
 			code, msg := errorCode(err)

@@ -106,6 +106,6 @@ func TestSendQueue(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.run(t, newSendQueue(tt.max)) })
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, &sendQueue{max: tt.max}) })
 	}
 }

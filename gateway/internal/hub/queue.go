@@ -39,7 +39,6 @@ type sendQueue struct {
 	space chan struct{}
 }
 
-
 // push appends f. ok is false (and nothing queued) when the queue is full;
 // start is true when the caller must start the write loop. Frames pushed
 // after the close sequence are dropped.

@@ -84,3 +84,62 @@ func TestConnCtx(t *testing.T) {
 		}
 	})
 }
+
+// TestCallCtx checks the contexts of calls made for a connection: they end
+// with the connection, and leave it without a Done channel or callbacks.
+func TestCallCtx(t *testing.T) {
+	h := &Hub{lim: Limits{CallTimeout: time.Hour}}
+	tests := []struct {
+		name string
+		// cancelBefore cancels the connection before the call starts;
+		// cancelDuring while it runs.
+		cancelBefore, cancelDuring bool
+	}{
+		{name: "the call ends first"},
+		{name: "the connection closes during the call", cancelDuring: true},
+		{name: "the connection closed before the call", cancelBefore: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &connCtx{}
+			if tt.cancelBefore {
+				c.cancel()
+			}
+			ctx, done := h.callCtx(c)
+			if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < time.Hour-time.Minute {
+				t.Fatalf("deadline %v (%v), want CallTimeout from now", dl, ok)
+			}
+			if tt.cancelBefore && !errors.Is(ctx.Err(), context.Canceled) {
+				t.Fatalf("call for a closed connection: err %v", ctx.Err())
+			}
+			if tt.cancelDuring {
+				c.cancel()
+				select {
+				case <-ctx.Done():
+				case <-time.After(waitTimeout):
+					t.Fatal("the call's context outlived the connection")
+				}
+			}
+			if !tt.cancelBefore && !tt.cancelDuring && ctx.Err() != nil {
+				t.Fatalf("call context ended early: %v", ctx.Err())
+			}
+			done()
+			if !errors.Is(ctx.Err(), context.Canceled) {
+				t.Fatalf("after its cancel: err %v", ctx.Err())
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.done != nil || c.funcs != nil {
+				t.Fatalf("the connection keeps a Done channel (%v) or callbacks (%d)", c.done != nil, len(c.funcs))
+			}
+		})
+	}
+	// Any other parent is an ordinary parent.
+	parent, cancel := context.WithCancel(context.Background())
+	ctx, done := h.callCtx(parent)
+	defer done()
+	cancel()
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Fatalf("derived from a cancelled parent: err %v", ctx.Err())
+	}
+}

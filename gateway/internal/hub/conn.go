@@ -451,13 +451,22 @@ func (c *conn) finish() {
 	<-ends.writer
 	c.h.unregister(c)
 	c.h.ipCaps.Release(c.ip)
+	authed := c.authed.Load()
+	if authed && c.userCap {
+		c.h.userCaps.Release(c.userID)
+	}
+	// The presence disconnect takes a setup slot: when every client
+	// leaves at once, the calls would otherwise all run together, each
+	// with its deep stack and the service's garbage. The wait comes first,
+	// so a waiting read loop keeps a shallow stack.
+	slot := authed && c.h.enterSlot(c.h.base, teardownsClass)
 	c.h.fan.leaveAll(c)
 	c.h.pres.unfollowFriends(c)
-	if c.authed.Load() {
-		if c.userCap {
-			c.h.userCaps.Release(c.userID)
-		}
+	if slot {
 		c.presenceDisconnect()
+		c.h.leaveSetup()
+	} else if authed {
+		c.h.log.Debug("presence disconnect skipped: no setup slot; the next heartbeat drops the connection", slog.String("conn", c.id))
 	}
 	c.h.active.Done()
 }

@@ -278,6 +278,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Limits.SetupWait passes; leaveSetup frees it. It reports false, and
 // counts the refusal, when no slot came.
 func (h *Hub) enterSetup(ctx context.Context) bool {
+	return h.enterSlot(ctx, setupsClass)
+}
+
+// enterSlot is enterSetup for setups and teardowns; class labels the
+// refusals it counts.
+func (h *Hub) enterSlot(ctx context.Context, class string) bool {
 	if h.setups == nil {
 		return true
 	}
@@ -294,7 +300,7 @@ func (h *Hub) enterSetup(ctx context.Context) bool {
 	case <-wait.C:
 	case <-ctx.Done():
 	}
-	h.metrics.rateLimited.WithLabelValues(setupsClass).Inc()
+	h.metrics.rateLimited.WithLabelValues(class).Inc()
 	return false
 }
 

@@ -499,3 +499,89 @@ func TestSetupSlots(t *testing.T) {
 		}
 	})
 }
+
+// dropLog records the users whose connections the hub disconnects from
+// presence.
+type dropLog struct {
+	presencev1.PresenceServiceClient
+	mu    sync.Mutex
+	users []string
+}
+
+func (p *dropLog) Disconnect(ctx context.Context, req *presencev1.DisconnectRequest, opts ...grpc.CallOption) (*presencev1.DisconnectResponse, error) {
+	p.mu.Lock()
+	p.users = append(p.users, req.GetUserId())
+	p.mu.Unlock()
+	return p.PresenceServiceClient.Disconnect(ctx, req, opts...)
+}
+
+func (p *dropLog) log() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.users)
+}
+
+// TestTeardownSlots checks that a closing connection's presence disconnect
+// takes a setup slot, and is skipped (and counted) when none comes within
+// SetupWait.
+func TestTeardownSlots(t *testing.T) {
+	fx := newFixture(t)
+	tests := []struct {
+		name string
+		wait time.Duration
+		// slotFreed: the test frees the slot it holds while alice's
+		// teardown waits; otherwise it keeps it past SetupWait.
+		slotFreed bool
+	}{
+		{name: "a slot comes: the disconnect runs", wait: time.Minute, slotFreed: true},
+		{name: "no slot in time: the disconnect is skipped", wait: 50 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pres := &dropLog{PresenceServiceClient: fx.presClient}
+			th := fx.startHub(t, func(c *Config) {
+				c.Presence = pres
+				c.Limits.MaxSetups = 1
+				c.Limits.SetupWait = tt.wait
+			})
+			alice := dial(t, th.url, "alice")
+			th.setups <- struct{}{} // after alice's setup: the only slot
+			_ = alice.ws.Close()
+			// freeSlot frees the test's slot; a teardown that freed a slot
+			// it never took would have taken it already.
+			freeSlot := func() {
+				select {
+				case <-th.setups:
+				case <-time.After(waitTimeout):
+					t.Fatal("the slot the test held was freed by someone else")
+				}
+			}
+			teardowns := func() float64 {
+				return th.metric(t, "parley_gateway_rate_limited_total", map[string]string{"class": "teardowns"})
+			}
+			if tt.slotFreed {
+				freeSlot()
+				eventually(t, func() error {
+					if got := pres.log(); !slices.Equal(got, []string{"alice"}) {
+						return fmt.Errorf("disconnects %q, want alice's", got)
+					}
+					return nil
+				})
+				if n := teardowns(); n != 0 {
+					t.Fatalf("rate_limited_total{class=teardowns} = %v, want 0", n)
+				}
+				return
+			}
+			eventually(t, func() error {
+				if n := teardowns(); n != 1 {
+					return fmt.Errorf("rate_limited_total{class=teardowns} = %v, want 1", n)
+				}
+				return nil
+			})
+			freeSlot()
+			if got := pres.log(); len(got) != 0 {
+				t.Fatalf("disconnects %q without a slot", got)
+			}
+		})
+	}
+}

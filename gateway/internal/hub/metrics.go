@@ -57,7 +57,7 @@ func newMetrics() *metrics {
 		}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_gateway_rate_limited_total",
-			Help: "Frames refused by a rate limit, by class (messages, typing, joins, other), connections refused by a cap (conns_ip, conns_user), and connections refused because no setup slot came in time (setups).",
+			Help: "Frames refused by a rate limit, by class (messages, typing, joins, other), connections refused by a cap (conns_ip, conns_user), connections refused because no setup slot came in time (setups), and closed connections whose presence disconnect was skipped for the same reason (teardowns).",
 		}, []string{"class"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_gateway_closes_total",
@@ -80,14 +80,19 @@ func newMetrics() *metrics {
 	for k := range frameKind(numKinds) {
 		m.out[k] = m.framesOut.WithLabelValues(k.String())
 	}
-	for _, c := range []string{classMessages.String(), classTyping.String(), classJoins.String(), classOther.String(), "conns_ip", "conns_user", setupsClass} {
+	for _, c := range []string{classMessages.String(), classTyping.String(), classJoins.String(), classOther.String(), "conns_ip", "conns_user", setupsClass, teardownsClass} {
 		m.rateLimited.WithLabelValues(c)
 	}
 	return m
 }
 
-// setupsClass labels connections refused for want of a setup slot.
-const setupsClass = "setups"
+// setupsClass labels connections refused for want of a setup slot;
+// teardownsClass closed connections whose presence disconnect was skipped
+// for want of one.
+const (
+	setupsClass    = "setups"
+	teardownsClass = "teardowns"
+)
 
 // frameIn counts a received frame; t must already be a client type or
 // labelInvalid.

@@ -464,7 +464,7 @@ func (c *conn) finish() {
 	c.h.pres.unfollowFriends(c)
 	if slot {
 		c.presenceDisconnect()
-		c.h.leaveSetup()
+		c.h.leaveSlot()
 	} else if authed {
 		c.h.log.Debug("presence disconnect skipped: no setup slot; the next heartbeat drops the connection", slog.String("conn", c.id))
 	}

@@ -105,12 +105,12 @@ func (c *conn) handleFirstFrame(f protocol.Frame) {
 		c.closeWith(protocol.CloseAuthFailed, "authentication failed")
 		return
 	}
-	if !c.h.enterSetup(c.ctx) {
+	if !c.h.enterSlot(c.ctx, setupsClass) {
 		c.sendFrame(protocol.TypeError, f.ID, "", protocol.ErrorData{Code: protocol.CodeRateLimited, Message: "server busy, retry"})
 		c.closeWith(protocol.CloseTryAgainLater, "server busy")
 		return
 	}
-	defer c.h.leaveSetup()
+	defer c.h.leaveSlot()
 	ctx, cancel := context.WithTimeout(c.ctx, c.h.lim.CallTimeout)
 	p, err := c.h.cfg.Verifier.Verify(ctx, d.Token)
 	cancel()

@@ -229,13 +229,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The whole setup runs on this goroutine, before and after the
 		// upgrade (serve), so it waits for its turn before answering the
 		// upgrade: a client in the queue holds only its request.
-		if !h.enterSetup(r.Context()) {
+		if !h.enterSlot(r.Context(), setupsClass) {
 			h.ipCaps.Release(ip)
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "server busy, retry", http.StatusServiceUnavailable)
 			return
 		}
-		defer h.leaveSetup()
+		defer h.leaveSlot()
 		pre = &preAuth{token: token}
 		ctx, cancel := context.WithTimeout(r.Context(), h.lim.CallTimeout)
 		pre.principal, pre.err = h.cfg.Verifier.Verify(ctx, token)
@@ -274,15 +274,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.serve(pre)
 }
 
-// enterSetup waits for a setup slot (Limits.MaxSetups) until ctx ends or
-// Limits.SetupWait passes; leaveSetup frees it. It reports false, and
-// counts the refusal, when no slot came.
-func (h *Hub) enterSetup(ctx context.Context) bool {
-	return h.enterSlot(ctx, setupsClass)
-}
-
-// enterSlot is enterSetup for setups and teardowns; class labels the
-// refusals it counts.
+// enterSlot waits for a setup slot (Limits.MaxSetups), for a setup or a
+// teardown, until ctx ends or Limits.SetupWait passes; leaveSlot frees it.
+// It reports false, and counts the refusal under class, when no slot came.
 func (h *Hub) enterSlot(ctx context.Context, class string) bool {
 	if h.setups == nil {
 		return true
@@ -304,8 +298,8 @@ func (h *Hub) enterSlot(ctx context.Context, class string) bool {
 	return false
 }
 
-// leaveSetup frees the slot enterSetup took.
-func (h *Hub) leaveSetup() {
+// leaveSlot frees the slot enterSlot took.
+func (h *Hub) leaveSlot() {
 	if h.setups != nil {
 		<-h.setups
 	}

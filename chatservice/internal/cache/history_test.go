@@ -2,11 +2,14 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
 	"github.com/parleyhq/parley/platform/testenv"
@@ -138,7 +141,7 @@ func TestPutTrimsAndKeepsCoverageHonest(t *testing.T) {
 	if err != nil || n != 6 {
 		t.Fatalf("set of %d members (%v), want 5 and the marker", n, err)
 	}
-	// An edit replaces the entry; an edit below the coverage is ignored.
+	// An edit replaces the entry; an edit below the coverage is never read.
 	edited := msgs("c", 6, 6)[0]
 	edited.Content = "edited"
 	if err := h.Put(ctx, edited); err != nil {
@@ -202,4 +205,94 @@ func TestPutBeforeFillIsKept(t *testing.T) {
 	if !slices.Equal(seqs(got), rev(rng(50, 55))) {
 		t.Fatalf("latest 6: %v", seqs(got))
 	}
+}
+
+// A put trims only once the set has outgrown its bound by the slack
+// (Size/8), and a message put below the coverage (an edit of an old
+// message) is never read and is trimmed first.
+func TestPutSlackAndOldMessages(t *testing.T) {
+	ctx := t.Context()
+	h := newHistory(t, 16) // slack 2
+	card := func() int64 {
+		t.Helper()
+		n, err := h.rdb.ZCard(ctx, h.Key("c")).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := h.Fill(ctx, "c", msgs("c", 1, 3), true); err != nil {
+		t.Fatal(err)
+	}
+	put := func(from, to int64) {
+		t.Helper()
+		for _, m := range msgs("c", from, to) {
+			if err := h.Put(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	put(4, 18)
+	if n := card(); n != 19 {
+		t.Fatalf("18 messages within the slack: %d members, want 18 and the marker", n)
+	}
+	put(19, 19)
+	if n := card(); n != 17 {
+		t.Fatalf("past the slack: %d members, want 16 and the marker", n)
+	}
+	read := func(q chat.HistoryQuery) ([]int64, chat.CacheStatus) {
+		t.Helper()
+		q.ChannelID = "c"
+		got, st, err := h.Read(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seqs(got), st
+	}
+	if got, st := read(chat.HistoryQuery{AfterSeq: 3, Limit: 100}); st != chat.CacheHit || !slices.Equal(got, rng(4, 19)) {
+		t.Fatalf("after 3 once trimmed: %v %v", got, st)
+	}
+	if _, st := read(chat.HistoryQuery{AfterSeq: 2, Limit: 100}); st != chat.CachePartial {
+		t.Fatalf("after 2 once 3 is trimmed: %v", st)
+	}
+
+	put(2, 2) // an edit of a message below the coverage
+	tests := []struct {
+		name   string
+		q      chat.HistoryQuery
+		status chat.CacheStatus
+		want   []int64
+	}{
+		{"latest 16", chat.HistoryQuery{Descending: true, Limit: 16}, chat.CacheHit, rev(rng(4, 19))},
+		{"latest 17 needs MongoDB", chat.HistoryQuery{Descending: true, Limit: 17}, chat.CachePartial, nil},
+		{"before 6 limit 2", chat.HistoryQuery{Descending: true, BeforeSeq: 6, Limit: 2}, chat.CacheHit, []int64{5, 4}},
+		{"before 6 limit 3 needs MongoDB", chat.HistoryQuery{Descending: true, BeforeSeq: 6, Limit: 3}, chat.CachePartial, nil},
+		{"after 1 needs MongoDB", chat.HistoryQuery{AfterSeq: 1, Limit: 100}, chat.CachePartial, nil},
+	}
+	for _, tc := range tests {
+		if got, st := read(tc.q); st != tc.status || (st == chat.CacheHit && !slices.Equal(got, tc.want)) {
+			t.Errorf("%s: %v %v, want %v %v", tc.name, got, st, tc.want, tc.status)
+		}
+	}
+
+	// The next trim takes the old message first.
+	put(20, 21)
+	if n := card(); n != 17 {
+		t.Fatalf("after the second trim: %d members, want 16 and the marker", n)
+	}
+	if got, st := read(chat.HistoryQuery{AfterSeq: 5, Limit: 100}); st != chat.CacheHit || !slices.Equal(got, rng(6, 21)) {
+		t.Fatalf("after the second trim: %v %v", got, st)
+	}
+	if err := h.rdb.ZScore(ctx, h.Key("c"), mustEncode(t, msgs("c", 2, 2)[0])).Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("the old message survived the trim: %v", err)
+	}
+}
+
+func mustEncode(t *testing.T, m chat.Message) string {
+	t.Helper()
+	s, err := encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -138,12 +138,19 @@ func (m *Mongo) IndexIDs(ctx context.Context) error {
 // insists on a trailing slash (the URL names a directory), and adds its
 // own pragmas (busy timeout, WAL) to ours; the driver runs them on every
 // connection it opens.
+//
+// temp_store(memory) is for the statement journals: FerretDB runs every
+// write in a transaction, so each statement keeps a journal of the pages
+// it changes. With temporary files allowed, SQLite grows that journal in
+// memory in 64 KiB chunks, and modernc's allocator maps and unmaps a fresh
+// 1 MiB region for every one, two system calls per statement; kept in
+// memory, the journal grows in 1 KiB chunks from the allocator's slots.
 func sqliteURL(dir string, syncEveryCommit bool) string {
 	sync := "NORMAL"
 	if syncEveryCommit {
 		sync = "FULL"
 	}
-	q := url.Values{"_pragma": {"synchronous(" + sync + ")"}}
+	q := url.Values{"_pragma": {"synchronous(" + sync + ")", "temp_store(memory)"}}
 	return (&url.URL{Scheme: "file", Path: dir + "/", RawQuery: q.Encode()}).String()
 }
 

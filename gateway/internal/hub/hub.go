@@ -256,7 +256,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.userCaps.Release(pre.principal.UserID)
 		}
 	}
-	ws, err := h.upgrader.Upgrade(w, r, nil)
+	ws, err := h.upgrader.Upgrade(lazyDeadlineWriter{ResponseWriter: w, writeWait: h.lim.WriteWait}, r, nil)
 	if err != nil {
 		// The upgrader has answered with an HTTP error.
 		release()

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"fmt"
 	"strings"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
 )
@@ -74,11 +77,19 @@ type counterDoc struct {
 }
 
 // outboxDoc is a document of the outbox collection.
+//
+// The event is stored packed, as one BSON binary (EventBSON): FerretDB
+// decodes every field of a document each time it reads it, through a JSON
+// decoder of its own per value, and it reads an entry for every delete
+// and claim, so a message's entry cost as much as the message itself. An
+// entry written by an older version holds the event as a subdocument
+// (Event), which is still read.
 type outboxDoc struct {
 	ID            string    `bson:"_id"`
 	Type          string    `bson:"type"`
 	ChannelID     string    `bson:"channel_id"`
-	Event         eventDoc  `bson:"event"`
+	EventBSON     []byte    `bson:"event_bson,omitempty"`
+	Event         *eventDoc `bson:"event,omitempty"`
 	CreatedAt     time.Time `bson:"created_at"`
 	NextAttemptAt time.Time `bson:"next_attempt_at"`
 	Attempts      int       `bson:"attempts"`
@@ -223,51 +234,66 @@ func fromDocFile(d fileDoc) chat.Attachment {
 	}
 }
 
-func docOfOutbox(e chat.OutboxEntry) outboxDoc {
+func docOfOutbox(e chat.OutboxEntry) (outboxDoc, error) {
 	ev := e.Event
 	d := outboxDoc{
 		ID: e.ID, Type: ev.Type, ChannelID: ev.ChannelID, CreatedAt: e.CreatedAt,
 		NextAttemptAt: e.NextAttemptAt, Attempts: e.Attempts,
-		Event: eventDoc{
-			ChannelType: ev.ChannelType, ActorID: ev.ActorID, Time: ev.Time,
-			MemberIDs: ev.MemberIDs, Mentions: ev.Mentions, ReadSeq: ev.ReadSeq,
-		},
+	}
+	ed := eventDoc{
+		ChannelType: ev.ChannelType, ActorID: ev.ActorID, Time: ev.Time,
+		MemberIDs: ev.MemberIDs, Mentions: ev.Mentions, ReadSeq: ev.ReadSeq,
 	}
 	if ev.Message != nil {
 		m := docOfMessage(*ev.Message)
-		d.Event.Message = &m
+		ed.Message = &m
 	}
 	if ev.Channel != nil {
 		c := docOfChannel(*ev.Channel)
-		d.Event.Channel = &c
+		ed.Channel = &c
 	}
 	if ev.Member != nil {
 		m := docOfMember(*ev.Member)
-		d.Event.Member = &m
+		ed.Member = &m
 	}
-	return d
+	b, err := bson.Marshal(ed)
+	if err != nil {
+		return outboxDoc{}, fmt.Errorf("pack event %s: %w", e.ID, err)
+	}
+	d.EventBSON = b
+	return d, nil
 }
 
-func fromDocOutbox(d outboxDoc) chat.OutboxEntry {
-	ev := chat.Event{
-		ID: d.ID, Type: d.Type, ChannelID: d.ChannelID, ChannelType: d.Event.ChannelType,
-		ActorID: d.Event.ActorID, Time: bsonTime(d.Event.Time), MemberIDs: d.Event.MemberIDs,
-		Mentions: d.Event.Mentions, ReadSeq: d.Event.ReadSeq,
+func fromDocOutbox(d outboxDoc) (chat.OutboxEntry, error) {
+	ed := d.Event
+	if len(d.EventBSON) > 0 {
+		ed = &eventDoc{}
+		if err := bson.Unmarshal(d.EventBSON, ed); err != nil {
+			return chat.OutboxEntry{}, fmt.Errorf("unpack event %s: %w", d.ID, err)
+		}
 	}
-	if d.Event.Message != nil {
-		m := fromDocMessage(*d.Event.Message)
+	if ed == nil {
+		return chat.OutboxEntry{}, fmt.Errorf("outbox entry %s holds no event", d.ID)
+	}
+	ev := chat.Event{
+		ID: d.ID, Type: d.Type, ChannelID: d.ChannelID, ChannelType: ed.ChannelType,
+		ActorID: ed.ActorID, Time: bsonTime(ed.Time), MemberIDs: ed.MemberIDs,
+		Mentions: ed.Mentions, ReadSeq: ed.ReadSeq,
+	}
+	if ed.Message != nil {
+		m := fromDocMessage(*ed.Message)
 		ev.Message = &m
 	}
-	if d.Event.Channel != nil {
-		c := fromDocChannel(*d.Event.Channel)
+	if ed.Channel != nil {
+		c := fromDocChannel(*ed.Channel)
 		ev.Channel = &c
 	}
-	if d.Event.Member != nil {
-		m := fromDocMember(*d.Event.Member)
+	if ed.Member != nil {
+		m := fromDocMember(*ed.Member)
 		ev.Member = &m
 	}
 	return chat.OutboxEntry{
 		ID: d.ID, Event: ev, CreatedAt: bsonTime(d.CreatedAt),
 		NextAttemptAt: bsonTime(d.NextAttemptAt), Attempts: d.Attempts,
-	}
+	}, nil
 }

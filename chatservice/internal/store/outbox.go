@@ -15,11 +15,14 @@ import (
 
 // PutOutbox stores an outbox entry.
 func (s *Store) PutOutbox(ctx context.Context, e chat.OutboxEntry) error {
-	var err error
+	d, err := docOfOutbox(e)
+	if err != nil {
+		return err
+	}
 	if s.outboxPuts != nil {
-		err = s.outboxPuts.do(ctx, docOfOutbox(e))
+		err = s.outboxPuts.do(ctx, d)
 	} else {
-		err = s.gatedInsertOne(ctx, s.outbox, docOfOutbox(e))
+		err = s.gatedInsertOne(ctx, s.outbox, d)
 	}
 	if err != nil {
 		if mongoutil.IsDuplicateKey(err) {
@@ -81,7 +84,9 @@ func (s *Store) DueOutbox(ctx context.Context, now time.Time, limit int) ([]chat
 	}
 	out := make([]chat.OutboxEntry, len(docs))
 	for i, d := range docs {
-		out[i] = fromDocOutbox(d)
+		if out[i], err = fromDocOutbox(d); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

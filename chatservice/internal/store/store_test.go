@@ -375,11 +375,41 @@ func testOutbox(t *testing.T, opts []Option) {
 	if ok, err := s.ClaimOutbox(ctx, "e1", later, later.Add(time.Minute)); err != nil || ok {
 		t.Fatalf("second claim: %v %v", ok, err)
 	}
+	// The event is stored packed, as one binary.
+	var raw bson.M
+	if err := s.outbox.FindOne(ctx, bson.D{{Key: "_id", Value: "e1"}}).Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := raw["event_bson"].(bson.Binary); !ok || raw["event"] != nil {
+		t.Fatalf("stored entry: event_bson %T, event %v; want a binary and no subdocument", raw["event_bson"], raw["event"])
+	}
 	if err := s.DeleteOutbox(ctx, "e1"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.CountOutbox(ctx); err != nil || n != 0 {
 		t.Fatalf("count %d %v", n, err)
+	}
+
+	// An entry written by an older version, with the event as a
+	// subdocument, is still read.
+	old := bson.D{
+		{Key: "_id", Value: "e0"}, {Key: "type", Value: chat.EventMessageSent}, {Key: "channel_id", Value: "c"},
+		{Key: "event", Value: bson.D{
+			{Key: "actor_id", Value: "u"}, {Key: "time", Value: now},
+			{Key: "message", Value: bson.D{{Key: "_id", Value: "m0"}, {Key: "channel_id", Value: "c"}, {Key: "seq", Value: int64(7)}, {Key: "content", Value: "old"}}},
+			{Key: "mentions", Value: bson.A{"carol"}},
+		}},
+		{Key: "created_at", Value: now}, {Key: "next_attempt_at", Value: now}, {Key: "attempts", Value: 0},
+	}
+	if _, err := s.outbox.InsertOne(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	due, err = s.DueOutbox(ctx, later, 10)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("due old entry: %+v %v", due, err)
+	}
+	if ev := due[0].Event; ev.ActorID != "u" || ev.Message == nil || ev.Message.Seq != 7 || ev.Message.Content != "old" || ev.Mentions[0] != "carol" {
+		t.Fatalf("old entry read as %+v", ev)
 	}
 }
 

@@ -12,8 +12,8 @@
 // its bound and its marker change atomically. A put, once per message sent,
 // is a MULTI/EXEC of plain commands instead: on the all-in-one's embedded
 // Redis every script builds a fresh Lua state (about 0.4 ms of CPU and
-// 190 KB of garbage), which at 200 messages/s was a tenth of the server's
-// CPU. A put therefore cannot look at the marker: it may add a message
+// 190 KB of garbage), which at 200 messages/s was 4-10 % of the
+// server's CPU. A put therefore cannot look at the marker: it may add a message
 // below the coverage (an edit of an old message), which reads never return
 // and trims remove first; and it trims only once the set has grown a
 // slack past its bound, through the trim script.

@@ -83,7 +83,9 @@ type Limits struct {
 	// PongWait: a connection silent (no frame, no pong) this long is dead
 	// (default 60 s).
 	PongWait time.Duration
-	// WriteWait bounds one write to a socket (default 10 s).
+	// WriteWait bounds one write to a socket (default 10 s). The socket's
+	// deadline is moved lazily (deadline.go), so a write may time out up
+	// to a quarter of WriteWait early.
 	WriteWait time.Duration
 	// CallTimeout bounds each call to a service (default 10 s).
 	CallTimeout time.Duration

@@ -30,6 +30,15 @@ type baseline struct {
 	all   map[*baselineConn]struct{}
 }
 
+// baselineFrame is a message frame in the gateway's field order, so
+// loadgen reads both servers' frames the same way (fastMessage).
+type baselineFrame struct {
+	Type      string          `json:"type"`
+	Channel   string          `json:"channel"`
+	Data      json.RawMessage `json:"data"`
+	Timestamp int64           `json:"timestamp"`
+}
+
 type baselineConn struct {
 	ws *websocket.Conn
 	mu sync.Mutex // one writer at a time
@@ -115,7 +124,7 @@ func (b *baseline) serve(ws *websocket.Conn, room string) {
 		if json.Unmarshal(data, &in) != nil {
 			continue
 		}
-		out, err := json.Marshal(map[string]any{"type": "message", "channel": room, "data": in.Data, "timestamp": time.Now().UnixMilli()})
+		out, err := json.Marshal(baselineFrame{Type: "message", Channel: room, Data: in.Data, Timestamp: time.Now().UnixMilli()})
 		if err != nil {
 			continue
 		}

@@ -118,3 +118,46 @@ func TestBaselineRuns(t *testing.T) {
 		})
 	}
 }
+
+func TestFastMessage(t *testing.T) {
+	tests := []struct {
+		name  string
+		frame string
+		ok    bool // fastMessage takes it; otherwise the caller decodes in full
+	}{
+		{"message", `{"type":"message","channel":"c1","seq":"7","data":{"content":"hi","metadata":{"lg_idx":"12","lg_sent":"1700000000123456789"}}}`, true},
+		{"keys after the metadata", `{"type":"message","data":{"metadata":{"lg_sent":"99","lg_idx":"3"},"seq":"1"}}`, true},
+		{"content quoting the key", `{"type":"message","data":{"content":"say \"lg_idx\":\"666\"","metadata":{"lg_idx":"4","lg_sent":"5"}}}`, true},
+		{"content ending in a backslash", `{"type":"message","data":{"content":"a\\","metadata":{"lg_idx":"8","lg_sent":"9"}}}`, true},
+		{"escaped value", `{"type":"message","data":{"metadata":{"lg_idx":"1\u0030","lg_sent":"5"}}}`, false},
+		{"no metadata", `{"type":"message","data":{"content":"x"}}`, false},
+		{"another type", `{"type":"message_updated","data":{"metadata":{"lg_idx":"1","lg_sent":"2"}}}`, false},
+		{"ack", `{"type":"ack","id":"m5"}`, false},
+		{"type not first", `{"channel":"c","type":"message","data":{"metadata":{"lg_idx":"1","lg_sent":"2"}}}`, false},
+	}
+	baselineOut, err := json.Marshal(baselineFrame{Type: "message", Channel: "room", Timestamp: 1,
+		Data: json.RawMessage(`{"content":"x","metadata":{"lg_idx":"2","lg_sent":"3"}}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests = append(tests, struct {
+		name  string
+		frame string
+		ok    bool
+	}{"the baseline server's frame", string(baselineOut), true})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			idx, sent, ok := fastMessage([]byte(tt.frame))
+			if ok != tt.ok {
+				t.Fatalf("fastMessage ok = %v, want %v", ok, tt.ok)
+			}
+			var f inFrame
+			if err := json.Unmarshal([]byte(tt.frame), &f); err != nil {
+				t.Fatal(err)
+			}
+			if ok && (idx != f.Data.Metadata.Idx || sent != f.Data.Metadata.Sent || f.Type != "message") {
+				t.Fatalf("fastMessage = %q, %q; json.Unmarshal = %q, %q (type %q)", idx, sent, f.Data.Metadata.Idx, f.Data.Metadata.Sent, f.Type)
+			}
+		})
+	}
+}

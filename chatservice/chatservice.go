@@ -113,8 +113,13 @@ type Config struct {
 	// counters are then kept in memory and reserved in blocks (most sends
 	// write none), and the member-list cache is exact, so membership
 	// checks and read positions are answered from it
-	// (rostercache.Config.Exact).
-	OneWriter bool
+	// (rostercache.Config.Exact). And the last writes of a send (the
+	// channel's preview, the sender's read position, the deletion of the
+	// outbox entry) are written behind, together, every WriteBehind
+	// (default store.DefaultWriteBehind, 1s); the outbox entry covers them
+	// until they are stored.
+	OneWriter   bool
+	WriteBehind time.Duration
 
 	// Events names the JetStream streams and the durable subject prefix
 	// (zero value: EVENTS, events.<type>, DLQ). New creates the streams.
@@ -216,7 +221,7 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 	defer cancel()
 	var storeOpts []store.Option
 	if cfg.OneWriter {
-		storeOpts = append(storeOpts, store.OneWriter())
+		storeOpts = append(storeOpts, store.OneWriter(), store.WriteBehind(cfg.WriteBehind, cfg.Logger))
 	}
 	s.store = store.New(s.mongo.Database(cfg.Database), storeOpts...)
 	if err := s.store.EnsureIndexes(sctx); err != nil {
@@ -410,6 +415,11 @@ func (s *Service) close(ctx context.Context) {
 	if s.mongo != nil {
 		dctx, cancel := context.WithTimeout(ctx, connectTimeout)
 		defer cancel()
+		if s.store != nil {
+			if err := s.store.Close(dctx); err != nil {
+				s.log.WarnContext(ctx, "chatservice: write queued previews, read positions and outbox deletions", slog.Any("error", err))
+			}
+		}
 		if err := s.mongo.Disconnect(dctx); err != nil {
 			s.log.WarnContext(ctx, "chatservice: close mongodb", slog.Any("error", err))
 		}

@@ -196,7 +196,7 @@ func (s *Service) afterSend(ctx context.Context, e OutboxEntry) error {
 	if err := s.channels.SetLastMessage(ctx, m); err != nil {
 		return fmt.Errorf("update channel preview: %w", err)
 	}
-	if _, err := s.channels.MarkRead(ctx, m.ChannelID, m.UserID, m.Seq); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := s.channels.MarkSenderRead(ctx, m.ChannelID, m.UserID, m.Seq); err != nil {
 		return fmt.Errorf("advance the sender's read position: %w", err)
 	}
 	if err := s.outbox.DeleteOutbox(ctx, e.ID); err != nil {

@@ -18,11 +18,19 @@ type ChannelStore interface {
 	// BrowseChannels lists public channels by (lower-cased name, id).
 	BrowseChannels(ctx context.Context, q BrowseQuery) ([]Channel, error)
 	// SetLastMessage records m as the channel's newest message unless one
-	// with a higher seq is already recorded.
+	// with a higher seq is already recorded. The store may write it
+	// behind (see MarkSenderRead).
 	SetLastMessage(ctx context.Context, m Message) error
 	// ReplaceLastMessage refreshes the preview if it shows m (same seq), for
-	// edits and deletes.
+	// edits and deletes. The store may write it behind.
 	ReplaceLastMessage(ctx context.Context, m Message) error
+	// MarkSenderRead raises a sender's read position to the seq of the
+	// message it sent (never lowers it; a missing member is not an
+	// error). Like the previews, it may be written behind: the store's
+	// reads show it at once, and it is stored before any outbox entry
+	// whose deletion is asked for afterwards (OutboxStore.DeleteOutbox),
+	// so the send's own entry covers it until then.
+	MarkSenderRead(ctx context.Context, channelID, userID string, seq int64) error
 
 	// AddMember stores a membership. If the user is already a member it
 	// returns the stored membership and false.
@@ -143,7 +151,9 @@ type HistoryCache interface {
 type OutboxStore interface {
 	// PutOutbox stores an entry; ErrDuplicate if its id exists.
 	PutOutbox(ctx context.Context, e OutboxEntry) error
-	// DeleteOutbox removes an entry (no error if absent).
+	// DeleteOutbox removes an entry (no error if absent), but only after
+	// the writes asked for before it, including those written behind; it
+	// may return before the entry is gone.
 	DeleteOutbox(ctx context.Context, id string) error
 	// DueOutbox lists entries whose NextAttemptAt is not after now, oldest
 	// first.

@@ -361,6 +361,29 @@ func (s *Store) MarkRead(ctx context.Context, channelID, userID string, seq int6
 	return s.noteRead(channelID, userID, stored), nil
 }
 
+// MarkSenderRead implements chat.ChannelStore and updates the cached read
+// position like MarkRead. In the Exact mode a cached position that is at
+// seq already is not raised again, and a member the list does not have is
+// not looked for in the store.
+func (s *Store) MarkSenderRead(ctx context.Context, channelID, userID string, seq int64) error {
+	if s.cfg.Exact {
+		m, found, cached, err := s.cachedMember(ctx, channelID, userID)
+		switch {
+		case err != nil:
+			return err
+		case cached && !found:
+			return nil
+		case cached && m.LastReadSeq >= seq:
+			return nil
+		}
+	}
+	if err := s.ChannelStore.MarkSenderRead(ctx, channelID, userID, seq); err != nil {
+		return err // the cached position stays, as in MarkRead
+	}
+	s.noteRead(channelID, userID, seq)
+	return nil
+}
+
 // noteRead records a stored read position in the cached list and in the
 // loads in flight, and returns the cached position (a concurrent raise
 // may have gone higher), or stored if the member's list is not cached.

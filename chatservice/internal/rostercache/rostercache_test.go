@@ -27,8 +27,14 @@ type counting struct {
 	bulk  bool
 	lists atomic.Int64
 	hold  chan chan struct{} // when set, a listing sends a channel and waits for it to close
-	// gets, reads and raises count GetMember, MarkRead and RaiseReadSeq.
-	gets, reads, raises atomic.Int64
+	// gets, reads, raises and senderReads count GetMember, MarkRead,
+	// RaiseReadSeq and MarkSenderRead.
+	gets, reads, raises, senderReads atomic.Int64
+}
+
+func (c *counting) MarkSenderRead(ctx context.Context, channelID, userID string, seq int64) error {
+	c.senderReads.Add(1)
+	return c.Store.MarkSenderRead(ctx, channelID, userID, seq)
 }
 
 func (c *counting) GetMember(ctx context.Context, channelID, userID string) (chat.Member, error) {
@@ -239,6 +245,54 @@ func TestMarkReadUpdatesInPlace(t *testing.T) {
 			t.Error("a refused MarkRead dropped the list")
 		}
 	})
+}
+
+// A sender's read position shows in the cached list at once; in the Exact
+// mode the store is asked only when the position moves, and a member the
+// list does not have is not looked for.
+func TestMarkSenderRead(t *testing.T) {
+	for _, tt := range []struct {
+		name             string
+		exact            bool
+		wantStoreCalls   int64
+		wantListAfterOdd int // cached lists after a non-member's raise
+	}{
+		{"store asked every time", false, 3, 0}, // a member the list lacks: the list is wrong
+		{"exact", true, 1, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, rostercache.Config{Exact: tt.exact}, false)
+			ctx := t.Context()
+			f.add(t, "c", "u1", "u2")
+			if _, err := f.cache.ListMembers(ctx, "c", "", 0); err != nil {
+				t.Fatal(err)
+			}
+			for _, seq := range []int64{5, 3} {
+				if err := f.cache.MarkSenderRead(ctx, "c", "u2", seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := f.cache.ListMembers(ctx, "c", "u1", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].LastReadSeq != 5 {
+				t.Errorf("u2 after sending 5 then 3: %+v", got)
+			}
+			if stored, err := f.inner.Store.GetMember(ctx, "c", "u2"); err != nil || stored.LastReadSeq != 5 {
+				t.Fatalf("stored position %d, %v, want 5", stored.LastReadSeq, err)
+			}
+			if err := f.cache.MarkSenderRead(ctx, "c", "u9", 1); err != nil {
+				t.Fatalf("a non-member's raise: %v", err)
+			}
+			if n := f.inner.senderReads.Load(); n != tt.wantStoreCalls {
+				t.Errorf("%d MarkSenderRead reached the store, want %d", n, tt.wantStoreCalls)
+			}
+			if n := f.cache.Len(); n != tt.wantListAfterOdd {
+				t.Errorf("%d cached lists after a non-member's raise, want %d", n, tt.wantListAfterOdd)
+			}
+		})
+	}
 }
 
 // TestConcurrentReadersShareOneFill holds the fill until every reader

@@ -38,7 +38,7 @@ func (s *Store) GetChannel(ctx context.Context, id string) (chat.Channel, error)
 	if err := s.channels.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d); err != nil {
 		return chat.Channel{}, fmt.Errorf("find channel %s: %w", id, notFound(err))
 	}
-	return fromDocChannel(d), nil
+	return s.channelOf(d), nil
 }
 
 // GetChannels returns the channels among ids.
@@ -56,7 +56,7 @@ func (s *Store) GetChannels(ctx context.Context, ids []string) ([]chat.Channel, 
 	}
 	out := make([]chat.Channel, len(docs))
 	for i, d := range docs {
-		out[i] = fromDocChannel(d)
+		out[i] = s.channelOf(d)
 	}
 	return out, nil
 }
@@ -86,7 +86,7 @@ func (s *Store) BrowseChannels(ctx context.Context, q chat.BrowseQuery) ([]chat.
 	}
 	out := make([]chat.Channel, len(docs))
 	for i, d := range docs {
-		out[i] = fromDocChannel(d)
+		out[i] = s.channelOf(d)
 	}
 	return out, nil
 }
@@ -100,51 +100,57 @@ func (s *Store) BrowseChannels(ctx context.Context, q chat.BrowseQuery) ([]chat.
 // preview; FerretDB's update is a read-modify-write anyway, so replicas
 // racing on one channel could leave an older preview either way, until the
 // next message.
+//
+// In the one-writer mode the preview is written behind (behind.go), after
+// the same comparison in memory.
 func (s *Store) SetLastMessage(ctx context.Context, m chat.Message) error {
-	set := bson.D{{Key: "$set", Value: bson.D{{Key: "last_seq", Value: m.Seq}, {Key: "last_message", Value: docOfPreview(m)}}}}
-	if !s.idFiltersOnly.Load() {
-		_, err := s.gatedUpdateOne(ctx, s.channels,
-			bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: bson.D{{Key: "$lt", Value: m.Seq}}}}, set)
-		if err != nil {
-			return fmt.Errorf("set last message of %s: %w", m.ChannelID, err)
-		}
-		return nil
+	if s.idFiltersOnly.Load() || s.behind != nil {
+		return s.updatePreview(ctx, m, func(last int64) bool { return last < m.Seq })
 	}
-	return s.updatePreview(ctx, m.ChannelID, func(last int64) bool { return last < m.Seq }, m.Seq, set)
+	_, err := s.gatedUpdateOne(ctx, s.channels,
+		bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: bson.D{{Key: "$lt", Value: m.Seq}}}}, previewUpdate(m))
+	if err != nil {
+		return fmt.Errorf("set last message of %s: %w", m.ChannelID, err)
+	}
+	return nil
 }
 
 // ReplaceLastMessage refreshes the preview if it shows m.
 func (s *Store) ReplaceLastMessage(ctx context.Context, m chat.Message) error {
-	set := bson.D{{Key: "$set", Value: bson.D{{Key: "last_message", Value: docOfPreview(m)}}}}
-	if !s.idFiltersOnly.Load() {
-		_, err := s.gatedUpdateOne(ctx, s.channels, bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: m.Seq}}, set)
-		if err != nil {
-			return fmt.Errorf("replace last message of %s: %w", m.ChannelID, err)
-		}
-		return nil
+	if s.idFiltersOnly.Load() || s.behind != nil {
+		return s.updatePreview(ctx, m, func(last int64) bool { return last == m.Seq })
 	}
-	return s.updatePreview(ctx, m.ChannelID, func(last int64) bool { return last == m.Seq }, m.Seq, set)
+	_, err := s.gatedUpdateOne(ctx, s.channels, bson.D{{Key: "_id", Value: m.ChannelID}, {Key: "last_seq", Value: m.Seq}}, previewUpdate(m))
+	if err != nil {
+		return fmt.Errorf("replace last message of %s: %w", m.ChannelID, err)
+	}
+	return nil
 }
 
-// updatePreview applies update to the channel when its last_seq passes
-// cond, with filters on _id alone (see SetLastMessage); newSeq is the
-// last_seq after the update.
+// previewUpdate shows m as its channel's preview.
+func previewUpdate(m chat.Message) bson.D {
+	return bson.D{{Key: "$set", Value: bson.D{{Key: "last_seq", Value: m.Seq}, {Key: "last_message", Value: docOfPreview(m)}}}}
+}
+
+// updatePreview shows m as its channel's preview when the channel's
+// last_seq passes cond, with filters on _id alone (see SetLastMessage),
+// or queues it to be written behind.
 //
 // The last_seq this process read or wrote is remembered for
 // previewMemoTTL, which saves the read on most sends: only this process
 // moves a channel's preview between reads, except for another replica on
 // the same FerretDB, whose newer preview this one could overwrite within
 // the TTL, until the next message (the race the read-compare-write has
-// anyway, in a longer window).
-func (s *Store) updatePreview(ctx context.Context, channelID string, cond func(lastSeq int64) bool, newSeq int64, update bson.D) error {
-	p := &s.previews[stripe(channelID, len(s.previews))]
+// anyway, in a longer window). A queued preview is newer than the stored
+// one, and readLastSeq returns it.
+func (s *Store) updatePreview(ctx context.Context, m chat.Message, cond func(lastSeq int64) bool) error {
+	p := &s.previews[stripe(m.ChannelID, len(s.previews))]
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := s.now()
-	last, known := p.lookup(channelID, now)
-	byID := bson.D{{Key: "_id", Value: channelID}}
+	last, known := p.lookup(m.ChannelID, now)
 	if !known {
-		seq, exists, err := s.readLastSeq(ctx, channelID)
+		seq, exists, err := s.readLastSeq(ctx, m.ChannelID)
 		switch {
 		case err != nil:
 			return err
@@ -152,33 +158,26 @@ func (s *Store) updatePreview(ctx context.Context, channelID string, cond func(l
 			return nil // deleted meanwhile: nothing to show
 		}
 		last = seq
-		p.remember(channelID, last, now)
+		p.remember(m.ChannelID, last, now)
 	}
 	if !cond(last) {
 		return nil
 	}
-	if s.channelUpdates != nil {
-		// With the other sends' updates (batch.go). A bulk write does not
-		// tell which update matched nothing; a deleted channel's seq
-		// stays remembered until the TTL, and nothing reads it.
-		err := s.channelUpdates.do(ctx, mongo.NewUpdateOneModel().SetFilter(byID).SetUpdate(update))
-		if err != nil {
-			p.forget(channelID) // the write may or may not have happened
-			return fmt.Errorf("update preview of %s: %w", channelID, err)
-		}
-		p.remember(channelID, newSeq, now)
+	if s.behind != nil {
+		s.behind.setPreview(s, m)
+		p.remember(m.ChannelID, m.Seq, now)
 		return nil
 	}
-	res, err := s.gatedUpdateOne(ctx, s.channels, byID, update)
+	res, err := s.gatedUpdateOne(ctx, s.channels, bson.D{{Key: "_id", Value: m.ChannelID}}, previewUpdate(m))
 	if err != nil {
-		p.forget(channelID) // the write may or may not have happened
-		return fmt.Errorf("update preview of %s: %w", channelID, err)
+		p.forget(m.ChannelID) // the write may or may not have happened
+		return fmt.Errorf("update preview of %s: %w", m.ChannelID, err)
 	}
 	if res.MatchedCount == 0 {
-		p.forget(channelID) // deleted
+		p.forget(m.ChannelID) // deleted
 		return nil
 	}
-	p.remember(channelID, newSeq, now)
+	p.remember(m.ChannelID, m.Seq, now)
 	return nil
 }
 
@@ -210,7 +209,7 @@ func (s *Store) GetMember(ctx context.Context, channelID, userID string) (chat.M
 	if err := s.members.FindOne(ctx, bson.D{{Key: "_id", Value: memberID(channelID, userID)}}).Decode(&d); err != nil {
 		return chat.Member{}, fmt.Errorf("find member %s of %s: %w", userID, channelID, notFound(err))
 	}
-	return fromDocMember(d), nil
+	return s.memberOf(d), nil
 }
 
 // DeleteMember removes a membership and reports whether it existed.
@@ -220,6 +219,9 @@ func (s *Store) DeleteMember(ctx context.Context, channelID, userID string) (boo
 		return false, err
 	}
 	defer unlock()
+	if s.behind != nil {
+		s.behind.forgetReads(channelID, userID)
+	}
 	res, err := s.members.DeleteOne(ctx, bson.D{{Key: "_id", Value: memberID(channelID, userID)}})
 	if err != nil {
 		return false, fmt.Errorf("delete member %s of %s: %w", userID, channelID, err)
@@ -242,7 +244,7 @@ func (s *Store) SetMemberRole(ctx context.Context, channelID, userID, role strin
 	if err != nil {
 		return chat.Member{}, fmt.Errorf("set role of %s in %s: %w", userID, channelID, notFound(err))
 	}
-	return fromDocMember(d), nil
+	return s.memberOf(d), nil
 }
 
 // ListMembers lists a channel's members by user id.
@@ -313,7 +315,7 @@ func (s *Store) findMembers(ctx context.Context, filter, sort bson.D, limit int)
 	}
 	out := make([]chat.Member, len(docs))
 	for i, d := range docs {
-		out[i] = fromDocMember(d)
+		out[i] = s.memberOf(d)
 	}
 	return out, nil
 }
@@ -338,7 +340,7 @@ func (s *Store) AllMembers(ctx context.Context) (map[string][]chat.Member, error
 		if err := cur.Decode(&d); err != nil {
 			return nil, fmt.Errorf("read members: %w", err)
 		}
-		out[d.ChannelID] = append(out[d.ChannelID], fromDocMember(d))
+		out[d.ChannelID] = append(out[d.ChannelID], s.memberOf(d))
 	}
 	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("read members: %w", err)
@@ -418,13 +420,51 @@ func (s *Store) markReadBatched(ctx context.Context, channelID, userID string, s
 		return 0, fmt.Errorf("member %s of %s: %w", userID, channelID, chat.ErrNotFound)
 	case err != nil:
 		return 0, fmt.Errorf("mark read: %w", err)
-	case d.LastReadSeq >= seq:
+	}
+	if s.behind != nil {
+		d.LastReadSeq = max(d.LastReadSeq, s.behind.readSeq(channelID, userID))
+	}
+	if d.LastReadSeq >= seq {
 		return d.LastReadSeq, nil
 	}
 	if err := s.RaiseReadSeq(ctx, channelID, userID, seq); err != nil {
 		return 0, err
 	}
 	return seq, nil
+}
+
+// MarkSenderRead raises the sender's read position to the seq of the
+// message it sent, with $max; a missing member is not reported. In the
+// one-writer mode it is written behind (behind.go).
+func (s *Store) MarkSenderRead(ctx context.Context, channelID, userID string, seq int64) error {
+	if s.behind != nil {
+		s.behind.raiseRead(s, channelID, userID, seq)
+		return nil
+	}
+	return s.RaiseReadSeq(ctx, channelID, userID, seq)
+}
+
+// channelOf converts a stored channel, showing a preview queued to be
+// written behind.
+func (s *Store) channelOf(d channelDoc) chat.Channel {
+	ch := fromDocChannel(d)
+	if s.behind != nil {
+		if m, ok := s.behind.preview(ch.ID); ok && m.Seq >= ch.LastSeq {
+			m = fromDocMessage(*docOfPreview(m))
+			ch.LastSeq, ch.LastMessage = m.Seq, &m
+		}
+	}
+	return ch
+}
+
+// memberOf converts a stored membership, with a read position queued to
+// be written behind.
+func (s *Store) memberOf(d memberDoc) chat.Member {
+	m := fromDocMember(d)
+	if s.behind != nil {
+		m.LastReadSeq = max(m.LastReadSeq, s.behind.readSeq(m.ChannelID, m.UserID))
+	}
+	return m
 }
 
 // RaiseReadSeq raises a member's read position to seq with $max, without

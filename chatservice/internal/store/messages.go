@@ -102,6 +102,11 @@ func (s *Store) readLastSeq(ctx context.Context, channelID string) (seq int64, e
 	case err != nil:
 		return 0, false, fmt.Errorf("read last seq of %s: %w", channelID, err)
 	}
+	if s.behind != nil {
+		if m, ok := s.behind.preview(channelID); ok {
+			return max(ch.LastSeq, m.Seq), true, nil
+		}
+	}
 	return ch.LastSeq, true, nil
 }
 

@@ -39,12 +39,11 @@ func (s *Store) insertOutboxBatch(ctx context.Context, docs []outboxDoc) []error
 	return perDocErrors(len(docs), err)
 }
 
-// DeleteOutbox removes an entry.
+// DeleteOutbox removes an entry. In the one-writer mode the deletion is
+// queued behind the writes queued before it (behind.go).
 func (s *Store) DeleteOutbox(ctx context.Context, id string) error {
-	if s.outboxDeletes != nil {
-		if err := s.outboxDeletes.do(ctx, id); err != nil {
-			return fmt.Errorf("delete outbox entry %s: %w", id, err)
-		}
+	if s.behind != nil {
+		s.behind.deleteOutbox(s, id)
 		return nil
 	}
 	unlock, err := s.lockWrites(ctx)
@@ -58,7 +57,7 @@ func (s *Store) DeleteOutbox(ctx context.Context, id string) error {
 	return nil
 }
 
-// deleteOutboxBatch deletes queued outbox entries (batch.go): one delete
+// deleteOutboxBatch deletes queued outbox entries (behind.go): one delete
 // command of a statement per entry, each filtering on _id alone, which
 // FerretDB looks up by index; a filter with $in would read the whole
 // outbox.

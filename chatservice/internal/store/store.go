@@ -22,6 +22,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -69,10 +70,13 @@ type Store struct {
 	// With the write gate, concurrent writes of these kinds go in batches
 	// (batch.go); nil otherwise.
 	outboxPuts     *batcher[outboxDoc]
-	outboxDeletes  *batcher[string]
 	messageInserts *batcher[messageDoc]
-	channelUpdates *batcher[mongo.WriteModel]
 	memberUpdates  *batcher[mongo.WriteModel]
+	// behind queues the previews, the senders' read positions and the
+	// outbox deletions in the one-writer mode (behind.go); nil otherwise.
+	behind         *behind
+	behindInterval time.Duration
+	log            *slog.Logger
 	// seqs remembers the counters in the one-writer mode; nil otherwise.
 	seqs *seqMemo
 }
@@ -88,16 +92,26 @@ type Option func(*Store)
 // has waited long; under load that cost more throughput than any query,
 // and put seconds into the tail latency of a send. Reads are not queued.
 // Writes of one kind that queue together are written as one command
-// (group commit, see batch.go): outbox entries, messages, deletions of
-// outbox entries, and the updates of a send (channel preview, the
-// sender's read position).
+// (group commit, see batch.go): outbox entries, messages and read
+// positions.
 //
 // OneWriter also declares the store the database's only writer (the
 // all-in-one's embedded FerretDB is reachable from its own process only),
 // which lets it keep the seq counters in memory and reserve seqs in
-// blocks (seqmemo.go): most sends write no counter.
+// blocks (seqmemo.go): most sends write no counter. And it lets the
+// store write a send's last writes behind (behind.go): channel previews,
+// the sender's read position and the deletion of the outbox entry wait
+// in memory, reads see them, and they are written together every
+// DefaultWriteBehind (see WriteBehind), or by Flush and Close.
 func OneWriter() Option {
 	return func(s *Store) { s.writeGate = &gate{} }
+}
+
+// WriteBehind sets, for the one-writer mode, how long queued writes wait
+// (DefaultWriteBehind if not positive) and where a failed flush is logged
+// (slog.Default if nil).
+func WriteBehind(interval time.Duration, log *slog.Logger) Option {
+	return func(s *Store) { s.behindInterval, s.log = interval, log }
 }
 
 // lockWrites waits for the write gate, or for ctx, and returns its
@@ -142,11 +156,16 @@ func New(db *mongo.Database, opts ...Option) *Store {
 	if s.writeGate != nil {
 		s.outboxPuts = newBatcher(s, "insert outbox entries", s.insertOutboxBatch)
 		s.outboxPuts.urgent = true
-		s.outboxDeletes = newBatcher(s, "delete outbox entries", s.deleteOutboxBatch)
 		s.messageInserts = newBatcher(s, "insert messages", s.insertMessageBatch)
 		s.messageInserts.urgent = true
-		s.channelUpdates = newBatcher(s, "update channels", bulkUpdates(s.channels))
 		s.memberUpdates = newBatcher(s, "update members", bulkUpdates(s.members))
+		if s.behindInterval <= 0 {
+			s.behindInterval = DefaultWriteBehind
+		}
+		if s.log == nil {
+			s.log = slog.Default()
+		}
+		s.behind = newBehind(s.behindInterval, s.log)
 		s.seqs = &seqMemo{}
 	}
 	return s

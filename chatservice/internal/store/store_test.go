@@ -26,6 +26,12 @@ func newStore(t *testing.T, opts ...Option) (*Store, *mongo.Database) {
 	t.Helper()
 	db := testenv.New(t).Mongo(t)
 	s := New(db, opts...)
+	// Before the database goes: what a test left queued is written.
+	t.Cleanup(func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Errorf("close the store: %v", err)
+		}
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if err := s.EnsureIndexes(ctx); err != nil {
@@ -386,6 +392,9 @@ func testOutbox(t *testing.T, opts []Option) {
 	if err := s.DeleteOutbox(ctx, "e1"); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Flush(ctx); err != nil { // the one-writer mode deletes behind
+		t.Fatal(err)
+	}
 	if n, err := s.CountOutbox(ctx); err != nil || n != 0 {
 		t.Fatalf("count %d %v", n, err)
 	}
@@ -624,6 +633,7 @@ func TestSeqsInMemory(t *testing.T) {
 	}
 
 	restarted := New(db, OneWriter())
+	t.Cleanup(func() { _ = restarted.Close(context.WithoutCancel(ctx)) })
 	seq, err := restarted.NextSeq(ctx, "c")
 	if err != nil || seq != 2*seqBlock+1 {
 		t.Fatalf("NextSeq after a restart = %d, %v, want %d (above the reserved blocks)", seq, err, 2*seqBlock+1)
@@ -649,6 +659,9 @@ func TestSeqsInMemory(t *testing.T) {
 	// A preview far above the counter document (restored data): one
 	// raise catches the counter up, in either mode.
 	if err := restarted.SetLastMessage(ctx, msg(100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := restarted.Flush(ctx); err != nil { // the preview is written behind
 		t.Fatal(err)
 	}
 	for _, st := range []*Store{New(db), restarted} {

@@ -143,13 +143,15 @@ func (b *behind) readSeq(channelID, userID string) int64 {
 }
 
 // forgetReads drops a member's queued read position when the membership
-// is deleted, so it is not applied to a later one.
+// is deleted, so it is not applied to a later one. A flush in progress
+// (whose set is not changed while it is written) may still apply its
+// position to a membership made again before its command runs: the
+// rejoined member then starts with more of the history counted as read.
 func (b *behind) forgetReads(channelID, userID string) {
 	id := memberID(channelID, userID)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.queue.reads, id)
-	delete(b.writing.reads, id)
 }
 
 // deleteOutbox queues the deletion of an outbox entry, after the writes

@@ -88,7 +88,7 @@ func (b *behind) arm(s *Store) {
 	b.timer = time.AfterFunc(b.interval, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), behindTimeout)
 		defer cancel()
-		if err := s.flush(ctx, b.interval/2); err != nil {
+		if err := s.Flush(ctx); err != nil {
 			b.log.Warn("chat store: writing queued previews, read positions and outbox deletions failed; retrying",
 				slog.Any("error", err))
 		}
@@ -168,13 +168,7 @@ func (b *behind) deleteOutbox(s *Store, id string) {
 // stays queued (later queued values win) and no entry is deleted; the
 // next flush tries again. Without the one-writer mode there is nothing to
 // flush.
-func (s *Store) Flush(ctx context.Context) error { return s.flush(ctx, 0) }
-
-// flush is Flush, its commands spread over about spread: the timer's
-// flushes do not take a core for a second's worth of statements at once
-// (about 0.1 s of CPU at 200 messages/s), which would delay the
-// deliveries running beside them.
-func (s *Store) flush(ctx context.Context, spread time.Duration) error {
+func (s *Store) Flush(ctx context.Context) error {
 	b := s.behind
 	if b == nil {
 		return nil
@@ -190,7 +184,7 @@ func (s *Store) flush(ctx context.Context, spread time.Duration) error {
 	b.queue, b.writing = behindSet{}, set
 	b.mu.Unlock()
 
-	err := s.writeBehind(ctx, set, spread)
+	err := s.writeBehind(ctx, set)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.writing = behindSet{}
@@ -227,10 +221,9 @@ func (b *behind) requeue(set behindSet) {
 
 // writeBehind stores one set: the updates in commands of at most
 // maxLaterBatch statements, each under the write gate (so a message
-// insert waits for one short command at most), then the deletions, with
-// pauses between the commands that add up to spread. A failed deletion is
-// left to the relay, which finishes the entry again.
-func (s *Store) writeBehind(ctx context.Context, set behindSet, spread time.Duration) error {
+// insert waits for one short command at most), then the deletions. A
+// failed deletion is left to the relay, which finishes the entry again.
+func (s *Store) writeBehind(ctx context.Context, set behindSet) error {
 	var channels, members []mongo.WriteModel
 	for id, m := range set.previews {
 		channels = append(channels, mongo.NewUpdateOneModel().
@@ -242,34 +235,17 @@ func (s *Store) writeBehind(ctx context.Context, set behindSet, spread time.Dura
 			SetFilter(bson.D{{Key: "_id", Value: id}}).
 			SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "last_read_seq", Value: r.seq}}}}))
 	}
-	commands := chunks(len(channels)) + chunks(len(members)) + chunks(len(set.deletes))
-	pause := func() error {
-		if spread <= 0 || commands <= 1 {
-			return nil
-		}
-		t := time.NewTimer(spread / time.Duration(commands))
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	var errs []error
 	for chunk := range slices.Chunk(channels, maxLaterBatch) {
-		errs = append(errs, s.gatedBulk(ctx, s.channels, chunk), pause())
+		errs = append(errs, s.gatedBulk(ctx, s.channels, chunk))
 	}
 	for chunk := range slices.Chunk(members, maxLaterBatch) {
-		errs = append(errs, s.gatedBulk(ctx, s.members, chunk), pause())
+		errs = append(errs, s.gatedBulk(ctx, s.members, chunk))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("update previews and read positions: %w", err)
 	}
 	for chunk := range slices.Chunk(set.deletes, maxLaterBatch) {
-		if err := pause(); err != nil {
-			return fmt.Errorf("delete outbox entries: %w", err)
-		}
 		unlock, err := s.lockWrites(ctx)
 		if err != nil {
 			return fmt.Errorf("delete outbox entries: %w", err)
@@ -284,10 +260,6 @@ func (s *Store) writeBehind(ctx context.Context, set behindSet, spread time.Dura
 	}
 	return nil
 }
-
-// chunks is how many commands of at most maxLaterBatch statements n
-// statements take.
-func chunks(n int) int { return (n + maxLaterBatch - 1) / maxLaterBatch }
 
 // gatedBulk runs one unordered bulk write under the write gate. A
 // statement that matches nothing (a membership deleted meanwhile) is not

@@ -47,7 +47,6 @@ const behindTimeout = 30 * time.Second
 // behind is the queue of the writes written behind.
 type behind struct {
 	interval time.Duration
-	log      *slog.Logger // for the timer's flushes
 
 	mu sync.Mutex
 	// queued writes, and those of the flush in progress (still shown by
@@ -75,8 +74,8 @@ func (q *behindSet) empty() bool {
 	return len(q.previews) == 0 && len(q.reads) == 0 && len(q.deletes) == 0
 }
 
-func newBehind(interval time.Duration, log *slog.Logger) *behind {
-	return &behind{interval: interval, log: log}
+func newBehind(interval time.Duration) *behind {
+	return &behind{interval: interval}
 }
 
 // arm starts the timer of the next flush if none is due. The caller holds
@@ -89,7 +88,7 @@ func (b *behind) arm(s *Store) {
 		ctx, cancel := context.WithTimeout(context.Background(), behindTimeout)
 		defer cancel()
 		if err := s.Flush(ctx); err != nil {
-			b.log.Warn("chat store: writing queued previews, read positions and outbox deletions failed; retrying",
+			s.log.Warn("chat store: writing queued previews, read positions and outbox deletions failed; retrying",
 				slog.Any("error", err))
 		}
 	})
@@ -245,18 +244,19 @@ func (s *Store) writeBehind(ctx context.Context, set behindSet) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("update previews and read positions: %w", err)
 	}
-	for chunk := range slices.Chunk(set.deletes, maxLaterBatch) {
-		unlock, err := s.lockWrites(ctx)
-		if err != nil {
-			return fmt.Errorf("delete outbox entries: %w", err)
-		}
-		for _, err := range s.deleteOutboxBatch(ctx, chunk) {
-			if err != nil {
-				s.log.Warn("chat store: delete outbox entry; the relay will finish it", slog.Any("error", err))
-				break
+	// One statement per entry, each filtering on _id alone, which FerretDB
+	// looks up by index; a filter with $in would read the whole outbox.
+	deletes := make([]mongo.WriteModel, len(set.deletes))
+	for i, id := range set.deletes {
+		deletes[i] = mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: id}})
+	}
+	for chunk := range slices.Chunk(deletes, maxLaterBatch) {
+		if err := s.gatedBulk(ctx, s.outbox, chunk); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("delete outbox entries: %w", err)
 			}
+			s.log.Warn("chat store: delete outbox entries; the relay will finish them", slog.Any("error", err))
 		}
-		unlock()
 	}
 	return nil
 }

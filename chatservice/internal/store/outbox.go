@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
@@ -55,19 +54,6 @@ func (s *Store) DeleteOutbox(ctx context.Context, id string) error {
 		return fmt.Errorf("delete outbox entry %s: %w", id, err)
 	}
 	return nil
-}
-
-// deleteOutboxBatch deletes queued outbox entries (behind.go): one delete
-// command of a statement per entry, each filtering on _id alone, which
-// FerretDB looks up by index; a filter with $in would read the whole
-// outbox.
-func (s *Store) deleteOutboxBatch(ctx context.Context, ids []string) []error {
-	models := make([]mongo.WriteModel, len(ids))
-	for i, id := range ids {
-		models[i] = mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: id}})
-	}
-	_, err := s.outbox.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	return perDocErrors(len(ids), err)
 }
 
 // DueOutbox lists entries due at now, oldest first.

@@ -165,7 +165,7 @@ func New(db *mongo.Database, opts ...Option) *Store {
 		if s.log == nil {
 			s.log = slog.Default()
 		}
-		s.behind = newBehind(s.behindInterval, s.log)
+		s.behind = newBehind(s.behindInterval)
 		s.seqs = &seqMemo{}
 	}
 	return s

@@ -62,6 +62,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests inject theirs.
 	Now func() time.Time
+	// BlockingReads reads every connection on a goroutine of its own
+	// instead of the shared read poller (epoll). Connections cost about
+	// 4 KiB more each; it is what systems other than Linux always get.
+	BlockingReads bool
 	// Limits bound what one connection, user and address may do.
 	Limits Limits
 }
@@ -110,8 +114,9 @@ type Limits struct {
 	// took the all-in-one from 0.1 to 1.4 GB, and it kept 28 KiB per idle
 	// connection after. Setups are mostly CPU, so a few per CPU keep the
 	// pace; more only add deep stacks, and the runtime starts new
-	// goroutines (the read loops too) on the average stack in use, so 64 at
-	// once on two CPUs doubled the read loops' stacks (docs/performance.md).
+	// goroutines on the average stack in use, so 64 at once on two CPUs
+	// doubled the stacks of the read loops connections had then
+	// (docs/performance.md).
 	// Teardowns take the same slots for their presence disconnect: 10,000
 	// clients leaving at once took the all-in-one from 0.27 to 0.75 GB.
 	MaxSetups int

@@ -3,11 +3,11 @@ package hub
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -56,8 +56,9 @@ func classOf(t string) frameClass {
 	return classOther
 }
 
-// conn is one WebSocket connection. Fields below "read loop" are owned by
-// the read loop goroutine; the rest are safe to share as documented.
+// conn is one WebSocket connection. Fields below "read side" are owned by
+// whoever reads the connection at the time (see reader.go); the rest are
+// safe to share as documented.
 type conn struct {
 	h    *Hub
 	ws   *websocket.Conn
@@ -90,7 +91,18 @@ type conn struct {
 	token   atomic.Pointer[string]
 	userCap bool // holds a userCaps slot
 
-	// read loop
+	// lastRead is when the client last sent a frame, in Unix nanoseconds
+	// (see pingLoop).
+	lastRead atomic.Int64
+	// readState says who reads the connection (see reader.go); poll, raw
+	// and pollTok are set before the poller first sees the connection.
+	readState atomic.Uint32
+	poll      *readPoller
+	raw       syscall.RawConn
+	pollTok   uint64
+
+	// read side
+	rd      wsReader
 	buckets [numClasses]ratelimit.Bucket
 	abuse   ratelimit.Window
 	subs    subSet   // joined channels
@@ -100,10 +112,11 @@ type conn struct {
 	presEpoch uint64
 }
 
-// loopEnds tells each of a connection's loops that the other has ended.
+// loopEnds tells each of a connection's read side and write loop that the
+// other has ended.
 // Only closing connections need it, so it is made then (conn.loopEnds).
 type loopEnds struct {
-	// reader is closed when the read loop has ended.
+	// reader is closed when reading has ended.
 	reader chan struct{}
 	// writer is closed when the write loop has run the close sequence.
 	writer chan struct{}
@@ -120,6 +133,7 @@ func newConn(h *Hub, ws *websocket.Conn, ip string) *conn {
 	}
 	c.send.max = h.lim.SendQueueSize
 	c.ctx = &c.cctx
+	c.touch()
 	return c
 }
 
@@ -188,7 +202,7 @@ func (c *conn) offer(f *outFrame) {
 }
 
 // reply queues a frame answering the client's own request, waiting for
-// room: that only holds up this connection's read loop.
+// room: that only holds up this connection's reading.
 func (c *conn) reply(f *outFrame) {
 	for !c.enqueue(f) {
 		select {
@@ -238,27 +252,19 @@ func (c *conn) userIDIfAuthed() string {
 }
 
 // serve runs authentication on the caller's goroutine (the HTTP
-// handler's), then hands the connection to a read loop goroutine of its own
-// and returns. Two reasons: net/http keeps its per-request buffers (about
-// 10 KiB) for as long as the handler runs, and the deep stack
-// authentication grows (JSON, token check, service calls) would stay with
-// the read loop for the connection's life, while a fresh goroutine that
-// only waits for frames keeps a small one. The write loop starts with the
-// first frame queued (see sendQueue).
+// handler's), then hands the connection to the read poller (or a read loop
+// goroutine of its own) and returns. Two reasons: net/http keeps its
+// per-request buffers (about 10 KiB) for as long as the handler runs, and
+// the deep stack authentication grows (JSON, token check, service calls)
+// would stay with a goroutine that waited for the connection's frames. The
+// write loop starts with the first frame queued (see sendQueue).
 func (c *conn) serve(pre *preAuth) {
-	c.ws.SetReadLimit(c.h.lim.MaxMessageBytes)
-	c.ws.SetPongHandler(func(string) error {
-		c.extendRead()
-		return nil
-	})
 	switch {
 	case pre == nil:
-		_ = c.ws.SetReadDeadline(c.h.now().Add(c.h.lim.AuthTimeout))
 		// The first frame must authenticate; read it here.
-		if _, data, err := c.ws.ReadMessage(); err != nil {
-			c.readFailed(err)
-		} else {
-			c.handle(data)
+		if err := c.readFirst(); err != nil {
+			go c.endRead(err)
+			return
 		}
 	case pre.err != nil:
 		c.h.log.Debug("websocket header authentication failed", slog.String("ip", c.ip), slog.Any("error", pre.err))
@@ -267,65 +273,7 @@ func (c *conn) serve(pre *preAuth) {
 	default:
 		c.authenticated(pre.principal.UserID, pre.token, "", pre.capHeld)
 	}
-	go c.readLoop()
-}
-
-func (c *conn) extendRead() {
-	if c.ctx.Err() == nil {
-		_ = c.ws.SetReadDeadline(c.h.now().Add(c.h.lim.PongWait))
-	}
-}
-
-// readLoop reads frames until the connection ends, then finishes it.
-//
-// Its goroutine lives as long as the connection, and idle it should hold
-// the smallest stack, 2 KiB: a grown stack stays grown (the runtime
-// shrinks only stacks using under a quarter of theirs, and a read blocked
-// in gorilla uses more than a quarter of 4 KiB), and 2 KiB more per
-// connection is about 4 KiB of RSS once the collector's headroom is
-// counted. A read blocked in gorilla's NextReader is close to what a
-// 2 KiB stack allows (2 KiB less the runtime's guard of about 900
-// bytes): ReadMessage's frame, or a closure calling readLoop under a
-// defer, was enough to grow every idle connection to 4 KiB. So the loop
-// keeps a small frame and only waits for frames; each frame is read and
-// handled below it (readFrame), and handled on a goroutine of its own.
-// TestIdleReadLoopStack measures it.
-func (c *conn) readLoop() {
-	var err error
-	for err == nil {
-		var r io.Reader
-		if _, r, err = c.ws.NextReader(); err == nil {
-			err = c.readFrame(r)
-		}
-	}
-	c.readFailed(err)
-	c.finish()
-}
-
-// readFrame reads the frame r holds and handles it on a short-lived
-// goroutine, waiting for it: frames are still handled one at a time and
-// in order, and the read loop's stack never holds the handlers' depth
-// (see readLoop). Not inlined, so readLoop's frame stays small.
-//
-//go:noinline
-func (c *conn) readFrame(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	if c.ctx.Err() != nil {
-		return nil // closing: read until the write loop drops the socket
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.handle(data)
-		if c.authed.Load() {
-			c.extendRead()
-		}
-	}()
-	<-done
-	return nil
+	c.startReading()
 }
 
 func (c *conn) readFailed(err error) {
@@ -333,11 +281,10 @@ func (c *conn) readFailed(err error) {
 		c.h.log.Debug("websocket read ended", slog.String("conn", c.id), slog.String("user_id", c.userIDIfAuthed()), slog.Any("error", err))
 	}
 	var netErr net.Error
+	var wsErr *wsError
 	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has sent the 1009 close frame itself.
-		c.h.metrics.closes.WithLabelValues(strconv.Itoa(protocol.CloseTooBig)).Inc()
-		c.closeWith(closeSilent, "")
+	case errors.As(err, &wsErr):
+		c.closeWith(wsErr.code, wsErr.text)
 	case errors.As(err, &netErr) && netErr.Timeout() && !c.authed.Load() && c.ctx.Err() == nil:
 		c.closeWith(protocol.CloseAuthFailed, "authentication timeout")
 	default:
@@ -401,6 +348,7 @@ func (c *conn) closeSequence() {
 		grace.Stop()
 	}
 	_ = c.ws.Close()
+	c.stopReading()
 }
 
 // flushQueue writes what is queued, without waiting for more.
@@ -442,7 +390,7 @@ func (c *conn) write(f *outFrame) error {
 	return nil
 }
 
-// finish runs after the read loop: it waits for the write loop, then
+// finish runs once reading has ended: it waits for the write loop, then
 // releases everything the connection held.
 func (c *conn) finish() {
 	c.closeWith(closeSilent, "")
@@ -458,7 +406,7 @@ func (c *conn) finish() {
 	// The presence disconnect takes a setup slot: when every client
 	// leaves at once, the calls would otherwise all run together, each
 	// with its deep stack and the service's garbage. The wait comes first,
-	// so a waiting read loop keeps a shallow stack.
+	// so a waiting goroutine keeps a shallow stack.
 	slot := authed && c.h.enterSlot(c.h.base, teardownsClass)
 	c.h.fan.leaveAll(c)
 	c.h.pres.unfollowFriends(c)
@@ -486,7 +434,6 @@ func (c *conn) authenticated(userID, token, id string, capHeld bool) {
 	c.userID = userID
 	c.token.Store(&token)
 	c.authed.Store(true)
-	_ = c.ws.SetReadDeadline(c.h.now().Add(c.h.lim.PongWait))
 	c.sendFrame(protocol.TypeWelcome, id, "", protocol.WelcomeData{
 		UserID:              userID,
 		SessionID:           c.id,

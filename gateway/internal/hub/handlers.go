@@ -15,8 +15,9 @@ import (
 	"github.com/parleyhq/parley/gateway/internal/hub/protocol"
 )
 
-// handle runs one client frame. It runs on the read loop, so a
-// connection's requests are answered one at a time, in order.
+// handle runs one client frame. It runs on the connection's read side
+// (reader.go), so a connection's requests are answered one at a time, in
+// order.
 func (c *conn) handle(data []byte) {
 	f, err := protocol.DecodeFrame(data)
 	if err != nil {

@@ -1,10 +1,12 @@
 // Package hub is the gateway's WebSocket hub: GET /v1/ws speaking protocol
 // v1 (package protocol; apis/asyncapi/parley-ws.yaml).
 //
-// Every connection has one read loop, which also runs the client's requests
-// one at a time and in order, and one write loop draining a bounded queue of
-// pre-encoded frames; the write loop runs only while the queue holds
-// something (see sendQueue), so an idle connection costs one goroutine.
+// One read poller (epoll) watches every connection's socket; a batch of a
+// client's frames is read when it arrives and its requests are run one at a
+// time and in order (reader.go). Every connection has one write loop
+// draining a bounded queue of pre-encoded frames; it runs only while the
+// queue holds something (see sendQueue), so an idle connection costs no
+// goroutine.
 // Live traffic arrives from NATS: one subscription per channel with local
 // subscribers (reference counted), whose handler never blocks: it offers
 // each frame to each connection's queue and closes a connection whose queue
@@ -86,7 +88,10 @@ type Hub struct {
 	base       context.Context
 	cancelBase context.CancelFunc
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// poll reads connections while Run runs; nil before and after, or
+	// with Config.BlockingReads.
+	poll     *readPoller
 	conns    map[*conn]struct{}
 	byID     map[string]*conn
 	draining bool
@@ -154,10 +159,10 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: h.lim.WriteWait,
-		// Small buffers keep idle connections cheap; a larger frame is
-		// still read whole (the buffer is not a frame limit), and writes
-		// borrow a pooled buffer only while writing.
-		ReadBufferSize:  256,
+		// The hub reads frames itself (reader.go), so gorilla's read
+		// buffer is never used: the smallest bufio allows. Writes borrow
+		// a pooled buffer only while writing.
+		ReadBufferSize:  16,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     h.checkOrigin,
@@ -387,6 +392,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	h.running = true
 	h.mu.Unlock()
+	h.startPoller()
 
 	loops, stopLoops := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -406,6 +412,7 @@ func (h *Hub) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	h.drain()
+	h.stopPoller()
 	stopLoops()
 	wg.Wait()
 	h.fan.closeAll()
@@ -413,6 +420,42 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.cancelBase()
 	h.log.Info("websocket hub drained")
 	return nil
+}
+
+// startPoller starts the read poller, unless reads block or there is none
+// on this system; connections served before it read on goroutines of
+// their own.
+func (h *Hub) startPoller() {
+	if h.cfg.BlockingReads {
+		return
+	}
+	p, err := newReadPoller(h.log)
+	if err != nil {
+		h.log.Info("every connection is read by a goroutine of its own", slog.Any("reason", err))
+		return
+	}
+	go p.run()
+	h.mu.Lock()
+	h.poll = p
+	h.mu.Unlock()
+}
+
+// stopPoller stops the read poller once every connection has ended.
+func (h *Hub) stopPoller() {
+	h.mu.Lock()
+	p := h.poll
+	h.poll = nil
+	h.mu.Unlock()
+	if p != nil {
+		p.stop()
+	}
+}
+
+// poller returns the read poller, nil when there is none.
+func (h *Hub) poller() *readPoller {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.poll
 }
 
 // drain closes every connection with 1001 and waits for them to end.
@@ -449,12 +492,15 @@ func (h *Hub) drain() {
 	h.log.Warn("websocket hub: dropping connections that did not close in time", slog.Int("connections", len(left)))
 	for _, c := range left {
 		_ = c.ws.NetConn().Close()
+		c.stopReading()
 	}
 	<-done
 }
 
 // pingLoop asks every connection for a ping once per PingInterval, a slot
-// of them per tick.
+// of them per tick, and drops connections silent for PongWait (no frame, no
+// pong): with no read deadline on the sockets, this is what ends a
+// connection whose client vanished without closing.
 func (h *Hub) pingLoop(ctx context.Context) {
 	t := time.NewTicker(h.lim.PingInterval / pingSlots)
 	defer t.Stop()
@@ -466,8 +512,13 @@ func (h *Hub) pingLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		slot = (slot + 1) % pingSlots
+		silentSince := h.now().Add(-h.lim.PongWait).UnixNano()
 		h.mu.Lock()
 		for c := range h.conns {
+			if c.lastRead.Load() < silentSince {
+				c.closeWith(closeSilent, "")
+				continue
+			}
 			if c.slot == slot {
 				// A full queue means the connection is failing anyway;
 				// the ping is not worth closing it over.

@@ -19,8 +19,8 @@ const queueKeep = 16
 //
 // The write loop runs while there is something to write: the push that
 // finds none running starts it, and it returns once it has emptied the
-// queue. At most one runs at a time, so writes stay serialised, but an idle
-// connection costs one goroutine (its read loop) instead of two: a waiting
+// queue. At most one runs at a time, so writes stay serialised, and an idle
+// connection keeps no writer (nor, with the read poller, any goroutine): a waiting
 // writer's stack, grown by its first write, would otherwise stay with each
 // of 10,000 idle connections (measured: 11 KiB per idle connection this
 // way, 16-17 KiB with a writer per connection, and 13-15 KiB when writers

@@ -1,6 +1,6 @@
 package hub
 
-// subSet is a connection's joined channels, owned by its read loop. Most
+// subSet is a connection's joined channels, owned by its read side. Most
 // connections join a few channels, and a Go map costs about 300 bytes even
 // for one entry, which every idle connection would keep: so the set is a
 // slice up to subSetSmall entries and a map beyond.

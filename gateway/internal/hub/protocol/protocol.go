@@ -90,6 +90,11 @@ const (
 	// CloseGoingAway: the server is draining (shutdown or deploy); reconnect
 	// (to another replica) and sync.
 	CloseGoingAway = 1001
+	// CloseProtocolError: the client broke the WebSocket protocol (an
+	// unmasked frame, an unknown opcode, a malformed close frame).
+	CloseProtocolError = 1002
+	// CloseInvalidPayload: a close frame's reason was not UTF-8.
+	CloseInvalidPayload = 1007
 	// CloseTooBig: a frame exceeded the maximum frame size.
 	CloseTooBig = 1009
 	// CloseServiceRestart: the server lost more live traffic than it can
@@ -110,7 +115,7 @@ const (
 
 // CloseCodes lists every close code the server sends.
 func CloseCodes() []int {
-	return []int{CloseNormal, CloseGoingAway, CloseTooBig, CloseServiceRestart, CloseTryAgainLater, CloseAuthFailed, ClosePolicy, CloseSlowConsumer}
+	return []int{CloseNormal, CloseGoingAway, CloseProtocolError, CloseInvalidPayload, CloseTooBig, CloseServiceRestart, CloseTryAgainLater, CloseAuthFailed, ClosePolicy, CloseSlowConsumer}
 }
 
 // Field bounds of the envelope.

@@ -15,7 +15,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -45,6 +47,26 @@ type Store struct {
 	devices       *mongo.Collection
 	items         *mongo.Collection
 	digestState   *mongo.Collection
+	// updates serialises this process's updates of one notification.
+	updates docLocks
+}
+
+// docLocks serialises updates of one document, striped by id. MongoDB
+// applies an update to a document atomically, but FerretDB v1 reads the
+// document, changes it in Go and writes it back whole: two deliveries
+// recorded at once for different targets of one notification lost one of
+// them, and the notification stayed queued (TestConcurrentDeliveries).
+// Replicas on FerretDB can still race each other; FerretDB serves
+// development and CI, each with one notification service.
+type docLocks [64]sync.Mutex
+
+// lock locks id's stripe and returns its unlock.
+func (l *docLocks) lock(id string) func() {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	m := &l[h.Sum32()%uint32(len(l))]
+	m.Lock()
+	return m.Unlock
 }
 
 var _ notify.Store = (*Store)(nil)
@@ -260,6 +282,7 @@ func (s *Store) RecordDelivery(ctx context.Context, id, target string, d notify.
 	}
 	cctx, cancel := withTimeout(ctx)
 	defer cancel()
+	defer s.updates.lock(id)()
 	field := "deliveries." + target
 	var doc notificationDoc
 	err := s.notifications.FindOneAndUpdate(cctx,
@@ -284,6 +307,7 @@ func (s *Store) RecordDelivery(ctx context.Context, id, target string, d notify.
 func (s *Store) RecordRetry(ctx context.Context, id, reason string, at time.Time) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	defer s.updates.lock(id)()
 	_, err := s.notifications.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{
 		{Key: "$set", Value: bson.D{{Key: "failure_reason", Value: reason}, {Key: "updated_at", Value: at.UTC()}}},
 		{Key: "$inc", Value: bson.D{{Key: "attempts", Value: 1}}},
@@ -298,6 +322,7 @@ func (s *Store) RecordRetry(ctx context.Context, id, reason string, at time.Time
 func (s *Store) SetStatus(ctx context.Context, id string, st notify.Status, reason string, at time.Time) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	defer s.updates.lock(id)()
 	_, err := s.notifications.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: id}, {Key: "status", Value: bson.D{{Key: "$ne", Value: string(notify.StatusSent)}}}},
 		bson.D{{Key: "$set", Value: bson.D{

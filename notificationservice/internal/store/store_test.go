@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -321,6 +322,57 @@ func TestDigestQueue(t *testing.T) {
 		ok, err := s.ClaimDigest(ctx, "u9", c.at, time.Hour)
 		if err != nil || ok != c.want {
 			t.Errorf("claim at %s = %v, %v; want %v", c.at.Sub(t0), ok, err, c.want)
+		}
+	}
+}
+
+// TestConcurrentDeliveries records every target of a notification at once,
+// with retries and status changes in between, as the job workers do:
+// every delivery must be kept. FerretDB v1 rewrites the whole document on
+// an update, so unserialised updates lost deliveries there, and a
+// notification stayed queued.
+func TestConcurrentDeliveries(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := testContext(t)
+	const notifications, targets = 6, 8
+	var ns []notify.Notification
+	for i := range notifications {
+		n := notify.Notification{
+			ID: fmt.Sprintf("cn%d", i), UserID: "u1", Channel: notify.ChannelPush, Kind: notify.KindDirect,
+			Status: notify.StatusQueued, CreatedAt: t0, UpdatedAt: t0,
+		}
+		for j := range targets {
+			n.Targets = append(n.Targets, fmt.Sprintf("d%d", j))
+		}
+		ns = append(ns, n)
+	}
+	if _, err := s.CreateNotifications(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, n := range ns {
+		for _, target := range n.Targets {
+			wg.Go(func() {
+				if err := s.RecordRetry(ctx, n.ID, "retrying", t0); err != nil {
+					t.Error(err)
+				}
+				if _, _, err := s.RecordDelivery(ctx, n.ID, target, notify.Delivery{Status: notify.StatusSent, At: t0}); err != nil {
+					t.Error(err)
+				}
+				if err := s.SetStatus(ctx, n.ID, notify.StatusSent, "", t0); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, n := range ns {
+		got, err := s.Notification(ctx, n.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Deliveries) != targets || got.Attempts != 2*targets || got.Status != notify.StatusSent {
+			t.Errorf("%s: %d deliveries, %d attempts, status %s; want %d, %d, sent", n.ID, len(got.Deliveries), got.Attempts, got.Status, targets, 2*targets)
 		}
 	}
 }

@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("loadserver", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:18080", "loopback address to serve /v1/ws (and /metrics) on")
 	statsEvery := fs.Duration("stats", 10*time.Second, "how often to log the hub's stats")
+	blocking := fs.Bool("blocking-reads", false, "read each connection on a goroutine of its own instead of the read poller")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,6 +93,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		Registry: reg,
 		Logger:   log,
 		Limits:   hub.Limits{MaxConnsPerIP: -1, MaxConnsPerUser: -1},
+
+		BlockingReads: *blocking,
 	})
 	if err != nil {
 		return err

@@ -143,19 +143,10 @@ func (c *conn) startReading() {
 	}
 	c.poll.add(c)
 	c.readState.Store(readBusy)
-	// Frames that came with the first one are handled now: the poller
-	// hears only of bytes still in the socket.
-	if len(c.rd.partial) > 0 {
-		msgs, err := c.consume(nil, false)
-		if rerr := c.runMessages(msgs); rerr != nil {
-			err = rerr
-		}
-		if err != nil {
-			c.endPolled(err)
-			return
-		}
-	}
-	c.rearm()
+	// Frames that came with the first one are handled now, as a batch:
+	// the poller hears only of bytes still in the socket.
+	msgs, err := c.consume(nil, false)
+	c.runBatch(msgs, err)
 }
 
 // rawConnOf returns the socket under the hijacked connection, or nil when

@@ -7,12 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/parleyhq/parley/platform/stripe"
 )
 
 // Defaults for Config's zero values.
@@ -112,9 +113,7 @@ type Service struct {
 const seqLockStripes = 256
 
 func (s *Service) seqLock(channelID string) *sync.Mutex {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(channelID)) // hash.Hash writes never fail
-	return &s.seqLocks[h.Sum32()%seqLockStripes]
+	return &s.seqLocks[stripe.Index(channelID, seqLockStripes)]
 }
 
 // NewService checks cfg and returns the service.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
 	"github.com/parleyhq/parley/platform/mongoutil"
+	"github.com/parleyhq/parley/platform/stripe"
 )
 
 // InsertChannel stores a new channel.
@@ -144,7 +145,7 @@ func previewUpdate(m chat.Message) bson.D {
 // anyway, in a longer window). A queued preview is newer than the stored
 // one, and readLastSeq returns it.
 func (s *Store) updatePreview(ctx context.Context, m chat.Message, cond func(lastSeq int64) bool) error {
-	p := &s.previews[stripe(m.ChannelID, len(s.previews))]
+	p := &s.previews[stripe.Index(m.ChannelID, len(s.previews))]
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := s.now()

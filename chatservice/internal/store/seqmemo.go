@@ -1,6 +1,10 @@
 package store
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/parleyhq/parley/platform/stripe"
+)
 
 // seqBlock is how many seqs of a channel one write of its counter
 // reserves in the one-writer mode.
@@ -36,7 +40,7 @@ type seqRange struct {
 // lockChannel holds channelID's stripe; call the returned func to
 // release it.
 func (m *seqMemo) lockChannel(channelID string) func() {
-	mu := &m.loads[stripe(channelID, len(m.loads))]
+	mu := &m.loads[stripe.Index(channelID, len(m.loads))]
 	mu.Lock()
 	return mu.Unlock
 }

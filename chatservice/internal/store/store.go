@@ -21,7 +21,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -248,13 +247,6 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 
 // cleanupTimeout bounds clean-up writes that run after the caller gave up.
 const cleanupTimeout = 10 * time.Second
-
-// stripe maps a key to one of n lock stripes.
-func stripe(key string, n int) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % uint32(n))
-}
 
 // gatedUpdateOne is UpdateOne through the write gate.
 func (s *Store) gatedUpdateOne(ctx context.Context, c *mongo.Collection, filter, update any) (*mongo.UpdateResult, error) {

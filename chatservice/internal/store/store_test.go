@@ -17,6 +17,7 @@ import (
 
 	"github.com/parleyhq/parley/chatservice/internal/chat"
 	"github.com/parleyhq/parley/platform/mongoutil"
+	"github.com/parleyhq/parley/platform/stripe"
 	"github.com/parleyhq/parley/platform/testenv"
 )
 
@@ -484,7 +485,7 @@ func TestPreviewMemo(t *testing.T) {
 	if n, err := db.Collection(ChannelsCollection).CountDocuments(ctx, bson.D{{Key: "_id", Value: "memo"}}); err != nil || n != 0 {
 		t.Fatalf("deleted channel: %d documents, %v", n, err)
 	}
-	p := &a.previews[stripe("memo", len(a.previews))]
+	p := &a.previews[stripe.Index("memo", len(a.previews))]
 	if _, known := p.lookup("memo", clock.Now()); known {
 		t.Fatal("the memo still knows a deleted channel")
 	}

@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/parleyhq/parley/notificationservice/internal/notify"
 	"github.com/parleyhq/parley/platform/mongoutil"
+	"github.com/parleyhq/parley/platform/stripe"
 )
 
 // Collection names.
@@ -62,9 +62,7 @@ type docLocks [64]sync.Mutex
 
 // lock locks id's stripe and returns its unlock.
 func (l *docLocks) lock(id string) func() {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	m := &l[h.Sum32()%uint32(len(l))]
+	m := &l[stripe.Index(id, len(l))]
 	m.Lock()
 	return m.Unlock
 }

@@ -347,8 +347,7 @@ func (c *conn) closeSequence() {
 		}
 		grace.Stop()
 	}
-	_ = c.ws.Close()
-	c.stopReading()
+	c.dropSocket()
 }
 
 // flushQueue writes what is queued, without waiting for more.

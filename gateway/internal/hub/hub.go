@@ -491,8 +491,7 @@ func (h *Hub) drain() {
 	h.mu.Unlock()
 	h.log.Warn("websocket hub: dropping connections that did not close in time", slog.Int("connections", len(left)))
 	for _, c := range left {
-		_ = c.ws.NetConn().Close()
-		c.stopReading()
+		c.dropSocket()
 	}
 	<-done
 }

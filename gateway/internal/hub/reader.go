@@ -220,6 +220,13 @@ func (c *conn) endPolled(err error) {
 	go c.endRead(err)
 }
 
+// dropSocket closes the connection's socket, and with it the reading: every
+// close of a served connection's socket goes through here.
+func (c *conn) dropSocket() {
+	_ = c.ws.Close()
+	c.stopReading()
+}
+
 // stopReading ends reading once the socket is closed: the poller hears
 // nothing from a closed socket. A connection read by its own goroutine
 // needs nothing: its read fails.

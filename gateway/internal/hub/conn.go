@@ -189,22 +189,43 @@ func (c *conn) enqueue(f *outFrame) bool {
 	return ok
 }
 
+// enqueueNow is enqueue for callers that hold no lock: if no write loop
+// runs, the frame is written at once on the caller's goroutine (writeNow).
+func (c *conn) enqueueNow(f *outFrame) bool {
+	ok, start := c.send.push(f)
+	if start {
+		c.writeNow()
+	}
+	return ok
+}
+
 // offer queues a frame without blocking, for fan-out: a full queue means the
 // client does not keep up, and it is closed rather than allowed to slow the
 // sender (4013).
 func (c *conn) offer(f *outFrame) {
-	if !c.enqueue(f) {
+	if c.claim(f) {
+		go c.writeLoop()
+	}
+}
+
+// claim is offer without starting the write loop: true when the caller
+// must start it, or write the queue itself with writeNow (the fan-out does
+// once it has released the channel's lock).
+func (c *conn) claim(f *outFrame) bool {
+	ok, start := c.send.push(f)
+	if !ok {
 		if c.ctx.Err() == nil {
 			c.h.log.Info("closing slow consumer", slog.String("conn", c.id), slog.String("user_id", c.userIDIfAuthed()))
 		}
 		c.closeWith(protocol.CloseSlowConsumer, "slow consumer")
 	}
+	return start
 }
 
 // reply queues a frame answering the client's own request, waiting for
 // room: that only holds up this connection's reading.
 func (c *conn) reply(f *outFrame) {
-	for !c.enqueue(f) {
+	for !c.enqueueNow(f) {
 		select {
 		case <-c.send.spaceSignal():
 		case <-c.ctx.Done():
@@ -234,7 +255,7 @@ func (c *conn) enqueueFlow(f *outFrame) error {
 			return ErrClosed
 		}
 	}
-	for !c.enqueue(f) {
+	for !c.enqueueNow(f) {
 		select {
 		case <-c.send.spaceSignal():
 		case <-c.ctx.Done():
@@ -331,7 +352,7 @@ func (c *conn) closeSequence() {
 			Message: "the connection fell too far behind; reconnect and sync",
 		}, c.h.now(), c.userIDIfAuthed())
 		if err == nil {
-			_ = c.write(&outFrame{data: b, kind: kindError})
+			_ = c.write(&outFrame{data: wsText(b), kind: kindError})
 		}
 	case code > 0:
 		c.flushQueue()
@@ -366,15 +387,79 @@ func (c *conn) flushQueue() {
 	}
 }
 
+// write writes f, waiting up to WriteWait for the client to take it. Data
+// frames are framed already (wsText) and go to the socket as they are;
+// gorilla writes only the control frames.
 func (c *conn) write(f *outFrame) error {
 	now := c.h.now()
 	if f.ping {
 		return c.ws.WriteControl(websocket.PingMessage, nil, now.Add(c.h.lim.WriteWait))
 	}
-	_ = c.ws.SetWriteDeadline(now.Add(c.h.lim.WriteWait))
-	if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
+	nc := c.ws.NetConn()
+	if err := nc.SetWriteDeadline(now.Add(c.h.lim.WriteWait)); err != nil {
 		return err
 	}
+	if _, err := nc.Write(f.data); err != nil {
+		return err
+	}
+	c.wrote(f)
+	return nil
+}
+
+// writeNowLimit is how many frames writeNow writes before it hands the
+// rest to a write loop, so a busy connection cannot hold up the goroutine
+// that happened to queue to it first (a fan-out with others to serve).
+const writeNowLimit = 8
+
+// writeNow is what the caller that would start a connection's write loop
+// does instead, when the read poller watches the connection: it writes
+// the queued frames on its own goroutine, without waiting. Only when the
+// socket's buffer is full (the client is behind), the connection closes,
+// a ping is due or writeNowLimit frames are written does a write loop
+// take over, with the rest. Most deliveries then cost one system call and
+// no goroutine: starting a writer per frame, growing its stack for the
+// write, and gorilla's framing into a pooled buffer made about a fifth of
+// the write path's CPU at 20,000 deliveries a second (docs/performance.md,
+// eleventh session).
+func (c *conn) writeNow() {
+	// Past readUnpolled, raw is set (startReading) and the poller's
+	// system calls work on the socket; otherwise it is read by a
+	// goroutine of its own, and written by one too.
+	if c.readState.Load() == readUnpolled {
+		go c.writeLoop()
+		return
+	}
+	for range writeNowLimit {
+		f, step := c.send.peek(c.ctx)
+		switch step {
+		case stepPark:
+			return
+		case stepClose:
+			go c.writeLoop()
+			return
+		}
+		if f.ping {
+			break
+		}
+		// A failure other than a full buffer is left to the write loop:
+		// its blocking write meets it too, and closes the connection.
+		n, _ := writeNonBlocking(c.raw, f.data)
+		if n < len(f.data) {
+			if n > 0 {
+				rest := *f
+				rest.data = f.data[n:]
+				c.send.replaceHead(&rest)
+			}
+			break
+		}
+		c.send.pop()
+		c.wrote(f)
+	}
+	go c.writeLoop()
+}
+
+// wrote counts a frame written in full.
+func (c *conn) wrote(f *outFrame) {
 	c.h.metrics.out[f.kind].Inc()
 	if f.recvAt != 0 {
 		since := f.recvAt
@@ -386,7 +471,6 @@ func (c *conn) write(f *outFrame) error {
 	if f.receipts && f.kind == kindMessage && f.sender != c.userID {
 		c.h.receipts.record(f.channel, c.userID, f.seq)
 	}
-	return nil
 }
 
 // finish runs once reading has ended: it waits for the write loop, then
@@ -479,7 +563,7 @@ func (c *conn) sendFrame(typ, id, channel string, data any) {
 		c.h.log.Error("encode frame", slog.String("type", typ), slog.Any("error", err))
 		return
 	}
-	c.reply(&outFrame{data: b, kind: kindOf(typ)})
+	c.reply(&outFrame{data: wsText(b), kind: kindOf(typ)})
 }
 
 // ack answers a request that carried an id.

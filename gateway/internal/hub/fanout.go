@@ -311,7 +311,7 @@ func (f *fanout) dispatch(cs *channelSub, m *nats.Msg) {
 		return
 	}
 	fr := &outFrame{
-		data:    m.Data,
+		data:    wsText(m.Data),
 		kind:    kindOf(hdr.Type),
 		channel: cs.id,
 		sender:  hdr.UserID,
@@ -330,6 +330,10 @@ func (f *fanout) dispatch(cs *channelSub, m *nats.Msg) {
 	}
 	maxBuf := f.maxBuffered()
 	gap := false
+	// Connections whose write loop this frame would start: they are
+	// written to once the channel's lock is released (conn.writeNow),
+	// so joins and leaves never wait for a hundred system calls.
+	var idle []*conn
 	cs.mu.Lock()
 	fr.receipts = fr.kind == kindMessage && cs.receipts
 	for c, st := range cs.members {
@@ -359,12 +363,20 @@ func (f *fanout) dispatch(cs *channelSub, m *nats.Msg) {
 			}
 			st.hwm, st.known = fr.seq, true
 		}
-		c.offer(fr)
+		if c.claim(fr) {
+			if idle == nil {
+				idle = make([]*conn, 0, len(cs.members))
+			}
+			idle = append(idle, c)
+		}
 		if fr.kind == kindUserLeft && member == c.userID && cs.chType != "public" {
 			st.revoked = true
 		}
 	}
 	cs.mu.Unlock()
+	for _, c := range idle {
+		c.writeNow()
+	}
 	if gap {
 		f.requestRecovery(cs, false)
 	}

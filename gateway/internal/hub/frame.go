@@ -101,6 +101,7 @@ func (k frameKind) String() string {
 // fans out is encoded once and the same *outFrame is queued on every
 // recipient's connection, so it must not be modified once queued.
 type outFrame struct {
+	// data is the whole WebSocket frame, header included (wsText).
 	data []byte
 	kind frameKind
 	// ping marks the hub's ping request: the write loop sends a WebSocket
@@ -173,5 +174,5 @@ func messageFrame(m *chatv1.Message) (*outFrame, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &outFrame{data: b, kind: kindMessage, seq: m.GetSeq(), sender: m.GetUserId(), channel: m.GetChannelId()}, nil
+	return &outFrame{data: wsText(b), kind: kindMessage, seq: m.GetSeq(), sender: m.GetUserId(), channel: m.GetChannelId()}, nil
 }

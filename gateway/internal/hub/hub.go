@@ -160,8 +160,10 @@ func New(cfg Config) (*Hub, error) {
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: h.lim.WriteWait,
 		// The hub reads frames itself (reader.go), so gorilla's read
-		// buffer is never used: the smallest bufio allows. Writes borrow
-		// a pooled buffer only while writing.
+		// buffer is never used: the smallest bufio allows. The hub
+		// frames its data frames itself (wsText) and writes them to the
+		// socket; gorilla writes only control frames, which use no write
+		// buffer.
 		ReadBufferSize:  16,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},

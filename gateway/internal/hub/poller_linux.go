@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -186,4 +187,30 @@ func (p *readPoller) stop() {
 	<-p.done
 	_ = unix.Close(p.wake)
 	_ = unix.Close(p.epfd)
+}
+
+// writeNonBlocking writes what of b the socket's buffer takes now: n
+// bytes, and an error unless all were taken (unix.EAGAIN when the buffer
+// is full). It runs inside RawConn.Control, not Write, which would refuse
+// once an earlier blocking write's deadline has passed: writes are
+// serialised by the send queue (one owner at a time), and this one never
+// waits.
+func writeNonBlocking(raw syscall.RawConn, b []byte) (n int, err error) {
+	cerr := raw.Control(func(fd uintptr) {
+		for n < len(b) {
+			var m int
+			m, err = unix.Write(int(fd), b[n:])
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				return
+			}
+			n += m
+		}
+	})
+	if cerr != nil {
+		return n, cerr
+	}
+	return n, err
 }

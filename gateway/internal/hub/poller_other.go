@@ -5,6 +5,7 @@ package hub
 import (
 	"errors"
 	"log/slog"
+	"syscall"
 )
 
 // readPoller is Linux's epoll (poller_linux.go); elsewhere every connection
@@ -21,3 +22,7 @@ func (*readPoller) arm(*conn) error            { return errors.ErrUnsupported }
 func (*readPoller) read(*conn) ([]byte, error) { return nil, errors.ErrUnsupported }
 func (*readPoller) run()                       {}
 func (*readPoller) stop()                      {}
+
+// writeNonBlocking is never called here: connections are never polled
+// (conn.writeNow).
+func writeNonBlocking(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }

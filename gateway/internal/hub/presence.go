@@ -271,7 +271,7 @@ func (p *presenceIndex) deliver(m *nats.Msg) {
 		p.h.log.Error("encode presence frame", slog.Any("error", err))
 		return
 	}
-	fr := &outFrame{data: b, kind: kindOf(typ), recvAt: p.h.now().UnixNano()}
+	fr := &outFrame{data: wsText(b), kind: kindOf(typ), recvAt: p.h.now().UnixNano()}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()

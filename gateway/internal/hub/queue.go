@@ -110,7 +110,34 @@ func (q *sendQueue) next(ctx context.Context) (*outFrame, writerStep) {
 	return f, stepWrite
 }
 
-// pop removes the oldest frame (for the close sequence's flush).
+// peek is next for writeNow: the frame stays queued until it is written
+// (pop), or is replaced by what of it is still to write (replaceHead).
+func (q *sendQueue) peek(ctx context.Context) (*outFrame, writerStep) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if ctx.Err() != nil {
+		return nil, stepClose
+	}
+	if q.size == 0 {
+		q.popLocked() // drops an outgrown ring
+		q.running = false
+		return nil, stepPark
+	}
+	return q.ring[q.head], stepWrite
+}
+
+// replaceHead replaces the oldest frame, which peek returned, with f.
+// Only the write loop's owner calls it, so the head is still that frame.
+func (q *sendQueue) replaceHead(f *outFrame) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.size > 0 {
+		q.ring[q.head] = f
+	}
+}
+
+// pop removes the oldest frame (for the close sequence's flush, and
+// writeNow's written frames).
 func (q *sendQueue) pop() (*outFrame, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -93,6 +93,33 @@ func TestSendQueue(t *testing.T) {
 				t.Fatalf("push after close: ok %v start %v len %d", ok, start, q.len())
 			}
 		}},
+		{"peek leaves the frame queued; replaceHead swaps it; pop takes it", 8, func(t *testing.T, q *sendQueue) {
+			q.push(frames[0])
+			q.push(frames[1])
+			if f, step := q.peek(context.Background()); step != stepWrite || f != frames[0] || q.len() != 2 {
+				t.Fatalf("peek: %v %v, len %d", f, step, q.len())
+			}
+			rest := &outFrame{seq: 100}
+			q.replaceHead(rest)
+			if f, _ := q.peek(context.Background()); f != rest {
+				t.Fatalf("after replaceHead peek gives seq %d", f.seq)
+			}
+			if f, _ := q.pop(); f != rest {
+				t.Fatalf("pop gives seq %d", f.seq)
+			}
+			if f, _ := q.next(context.Background()); f != frames[1] {
+				t.Fatalf("next gives seq %d", f.seq)
+			}
+			if _, step := q.peek(context.Background()); step != stepPark || q.running {
+				t.Fatalf("empty queue: peek %v, running %v", step, q.running)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			q.push(frames[2])
+			if _, step := q.peek(ctx); step != stepClose {
+				t.Fatalf("peek of a closing connection: %v", step)
+			}
+		}},
 		{"space is signalled by pops", 2, func(t *testing.T, q *sendQueue) {
 			q.push(frames[0])
 			q.push(frames[1])

@@ -87,7 +87,7 @@ func (b *behind) arm(s *Store) {
 	b.timer = time.AfterFunc(b.interval, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), behindTimeout)
 		defer cancel()
-		if err := s.Flush(ctx); err != nil {
+		if err := s.flush(ctx, newPacer(b.interval)); err != nil {
 			s.log.Warn("chat store: writing queued previews, read positions and outbox deletions failed; retrying",
 				slog.Any("error", err))
 		}
@@ -168,6 +168,11 @@ func (b *behind) deleteOutbox(s *Store, id string) {
 // next flush tries again. Without the one-writer mode there is nothing to
 // flush.
 func (s *Store) Flush(ctx context.Context) error {
+	return s.flush(ctx, nil)
+}
+
+// flush is Flush, pausing between its commands if p is not nil.
+func (s *Store) flush(ctx context.Context, p *pacer) error {
 	b := s.behind
 	if b == nil {
 		return nil
@@ -183,7 +188,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	b.queue, b.writing = behindSet{}, set
 	b.mu.Unlock()
 
-	err := s.writeBehind(ctx, set)
+	err := s.writeBehind(ctx, set, p)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.writing = behindSet{}
@@ -220,9 +225,10 @@ func (b *behind) requeue(set behindSet) {
 
 // writeBehind stores one set: the updates in commands of at most
 // maxLaterBatch statements, each under the write gate (so a message
-// insert waits for one short command at most), then the deletions. A
-// failed deletion is left to the relay, which finishes the entry again.
-func (s *Store) writeBehind(ctx context.Context, set behindSet) error {
+// insert waits for one short command at most), then the deletions, with
+// p's pauses between the commands. A failed deletion is left to the
+// relay, which finishes the entry again.
+func (s *Store) writeBehind(ctx context.Context, set behindSet, p *pacer) error {
 	var channels, members []mongo.WriteModel
 	for id, m := range set.previews {
 		channels = append(channels, mongo.NewUpdateOneModel().
@@ -236,10 +242,10 @@ func (s *Store) writeBehind(ctx context.Context, set behindSet) error {
 	}
 	var errs []error
 	for chunk := range slices.Chunk(channels, maxLaterBatch) {
-		errs = append(errs, s.gatedBulk(ctx, s.channels, chunk))
+		errs = append(errs, s.gatedBulk(ctx, s.channels, chunk, p))
 	}
 	for chunk := range slices.Chunk(members, maxLaterBatch) {
-		errs = append(errs, s.gatedBulk(ctx, s.members, chunk))
+		errs = append(errs, s.gatedBulk(ctx, s.members, chunk, p))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("update previews and read positions: %w", err)
@@ -251,7 +257,7 @@ func (s *Store) writeBehind(ctx context.Context, set behindSet) error {
 		deletes[i] = mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: id}})
 	}
 	for chunk := range slices.Chunk(deletes, maxLaterBatch) {
-		if err := s.gatedBulk(ctx, s.outbox, chunk); err != nil {
+		if err := s.gatedBulk(ctx, s.outbox, chunk, p); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("delete outbox entries: %w", err)
 			}
@@ -261,17 +267,75 @@ func (s *Store) writeBehind(ctx context.Context, set behindSet) error {
 	return nil
 }
 
-// gatedBulk runs one unordered bulk write under the write gate. A
-// statement that matches nothing (a membership deleted meanwhile) is not
-// an error.
-func (s *Store) gatedBulk(ctx context.Context, c *mongo.Collection, models []mongo.WriteModel) error {
+// gatedBulk runs one unordered bulk write under the write gate, after p's
+// pause if p is not nil. A statement that matches nothing (a membership
+// deleted meanwhile) is not an error.
+func (s *Store) gatedBulk(ctx context.Context, c *mongo.Collection, models []mongo.WriteModel, p *pacer) error {
+	if err := p.wait(ctx); err != nil {
+		return err
+	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	start := time.Now()
 	_, err = c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	unlock()
+	p.held(time.Since(start))
 	return err
+}
+
+// maxFlushPause bounds one pause of a timed flush (see pacer).
+const maxFlushPause = 20 * time.Millisecond
+
+// pacer spaces a timed flush's commands. At 200 messages a second a flush
+// is 200-400 statements, 150-250 ms of the only writer, and back to back
+// its commands were in the way of sends: a send writes twice (its outbox
+// entry, then its message), and although both pass the flush's commands
+// waiting at the gate, each found one command holding it, the second
+// usually the flush's next one: in one measured run, 152 of the 159
+// sends slower than 30 ms overlapped a flush. Pausing after each command
+// for as long as it held the gate (at most maxFlushPause) leaves the
+// writer free half the time while the flush runs, so a send's second
+// write mostly passes between two commands (docs/performance.md,
+// eleventh session). The pauses of one flush add up
+// to at most half its interval, so a flush that has fallen behind (a
+// burst of sends, a slow machine) catches up at full speed rather than
+// let outbox entries age past the relay's delay.
+type pacer struct {
+	budget time.Duration // pause left for this flush
+	next   time.Duration // pause before the next command
+}
+
+func newPacer(interval time.Duration) *pacer {
+	return &pacer{budget: interval / 2}
+}
+
+// held records how long a command held the gate: the pause before the
+// next one.
+func (p *pacer) held(d time.Duration) {
+	if p == nil {
+		return
+	}
+	p.next = min(d, maxFlushPause, p.budget)
+	p.budget -= p.next
+}
+
+// wait pauses before a command (not before the first); a nil pacer never
+// does.
+func (p *pacer) wait(ctx context.Context) error {
+	if p == nil || p.next <= 0 {
+		return nil
+	}
+	t := time.NewTimer(p.next)
+	defer t.Stop()
+	p.next = 0
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Close writes what is queued and stops the timer; writes queued later

@@ -231,3 +231,52 @@ func TestWriteBehindTimer(t *testing.T) {
 		t.Fatalf("stored after Flush: %v", got)
 	}
 }
+
+// TestPacer: a timed flush pauses after each command as long as the
+// command held the gate, at most maxFlushPause, and at most half its
+// interval in all; Flush (a nil pacer) never pauses.
+func TestPacer(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name     string
+		interval time.Duration
+		held     []time.Duration // each command's hold
+		want     []time.Duration // the pause after each
+	}{
+		{"pause as long as the hold", time.Second, []time.Duration{3 * ms, 7 * ms}, []time.Duration{3 * ms, 7 * ms}},
+		{"at most maxFlushPause", time.Second, []time.Duration{50 * ms, ms}, []time.Duration{maxFlushPause, ms}},
+		{"half the interval in all", 60 * ms, []time.Duration{20 * ms, 20 * ms, 20 * ms}, []time.Duration{20 * ms, 10 * ms, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newPacer(tt.interval)
+			for i, d := range tt.held {
+				p.held(d)
+				if p.next != tt.want[i] {
+					t.Errorf("after hold %d (%s): pause %s, want %s", i, d, p.next, tt.want[i])
+				}
+				if err := p.wait(context.Background()); err != nil || p.next != 0 {
+					t.Fatalf("wait: %v, next pause %s", err, p.next)
+				}
+			}
+		})
+	}
+	t.Run("nil pacer", func(t *testing.T) {
+		var p *pacer
+		p.held(time.Second)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := p.wait(ctx); err != nil {
+			t.Fatalf("nil pacer waited: %v", err)
+		}
+	})
+	t.Run("cancelled pause", func(t *testing.T) {
+		p := newPacer(time.Hour)
+		p.held(maxFlushPause)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := p.wait(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("wait under a cancelled context: %v", err)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -263,6 +264,28 @@ func dial(t testing.TB, url, user string) *client {
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+tokenFor(user))
 	c := dialHeader(t, url, h)
+	c.welcome = c.expect(protocol.TypeWelcome)
+	return c
+}
+
+// dialSlowReader connects as user with a 64 KiB receive buffer, so the
+// kernel cannot absorb much on a client that does not read, and waits for
+// welcome.
+func dialSlowReader(t testing.TB, url, user string) *client {
+	t.Helper()
+	d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			err = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+		}
+		return conn, err
+	}}
+	ws, _, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + tokenFor(user)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	c := &client{t: t, ws: ws}
 	c.welcome = c.expect(protocol.TypeWelcome)
 	return c
 }

@@ -226,20 +226,8 @@ func TestSlowConsumer(t *testing.T) {
 	fast.join("flood")
 	// The slow client's tiny receive buffer stops the kernel from
 	// absorbing the flood on its behalf.
-	d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			err = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
-		}
-		return conn, err
-	}}
-	ws, _, err := d.Dial(th.url, http.Header{"Authorization": {"Bearer " + tokenFor("slow")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow := &client{t: t, ws: ws}
-	t.Cleanup(func() { _ = ws.Close() })
-	slow.expect(protocol.TypeWelcome)
+	slow := dialSlowReader(t, th.url, "slow")
+	ws := slow.ws
 	slow.join("flood")
 
 	content := strings.Repeat("x", 3500)

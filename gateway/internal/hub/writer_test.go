@@ -2,15 +2,10 @@ package hub
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/parleyhq/parley/gateway/internal/hub/protocol"
 )
@@ -55,23 +50,10 @@ func TestWriteNowFillsTheSocket(t *testing.T) {
 				c.BlockingReads = mode.blocking
 				c.Limits.SendQueueSize = 4096
 			})
-			// A small receive buffer, so the kernel cannot absorb the
-			// frames for the client: 8 MB against at most 4 MB of the
-			// server's send buffer and 64 KiB of this one.
-			d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-				if err == nil {
-					err = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
-				}
-				return conn, err
-			}}
-			ws, _, err := d.Dial(th.url, http.Header{"Authorization": {"Bearer " + tokenFor("reader")}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = ws.Close() })
-			reader := &client{t: t, ws: ws}
-			reader.expect(protocol.TypeWelcome)
+			// The kernel cannot absorb the frames for the client: 8 MB
+			// against at most 4 MB of the server's send buffer and 64 KiB
+			// of this one.
+			reader := dialSlowReader(t, th.url, "reader")
 			reader.join("bulk")
 
 			const n = 2000

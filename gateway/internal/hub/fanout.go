@@ -332,7 +332,11 @@ func (f *fanout) dispatch(cs *channelSub, m *nats.Msg) {
 	gap := false
 	// Connections whose write loop this frame would start: they are
 	// written to once the channel's lock is released (conn.writeNow),
-	// so joins and leaves never wait for a hundred system calls.
+	// so joins and leaves never wait for a hundred system calls. That is
+	// only while the channel keeps up: with messages already waiting
+	// behind this one, its write loops start as goroutines, which write
+	// in parallel and find several frames queued per connection.
+	inline := keepsUp(m.Sub)
 	var idle []*conn
 	cs.mu.Lock()
 	fr.receipts = fr.kind == kindMessage && cs.receipts
@@ -363,11 +367,15 @@ func (f *fanout) dispatch(cs *channelSub, m *nats.Msg) {
 			}
 			st.hwm, st.known = fr.seq, true
 		}
-		if c.claim(fr) {
+		switch {
+		case !c.claim(fr):
+		case inline:
 			if idle == nil {
 				idle = make([]*conn, 0, len(cs.members))
 			}
 			idle = append(idle, c)
+		default:
+			go c.writeLoop()
 		}
 		if fr.kind == kindUserLeft && member == c.userID && cs.chType != "public" {
 			st.revoked = true
@@ -386,6 +394,18 @@ func (f *fanout) dispatch(cs *channelSub, m *nats.Msg) {
 	case kindUserLeft:
 		h.pres.channelMemberLeft(cs, member)
 	}
+}
+
+// keepsUp reports whether no message waits behind the one a channel's
+// subscription is delivering (a nil subscription: a test's direct call).
+// nats.go counts the message being delivered as pending until its
+// handler returns.
+func keepsUp(sub *nats.Subscription) bool {
+	if sub == nil {
+		return true
+	}
+	n, _, err := sub.Pending()
+	return err == nil && n <= 1
 }
 
 func (st *subState) bufferFrame(fr *outFrame, max int) {

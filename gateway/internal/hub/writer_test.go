@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/parleyhq/parley/gateway/internal/hub/protocol"
+	"github.com/parleyhq/parley/platform/testenv"
 )
 
 func TestWSText(t *testing.T) {
@@ -84,5 +87,52 @@ func TestWriteNowFillsTheSocket(t *testing.T) {
 				next++
 			}
 		})
+	}
+}
+
+// TestKeepsUp: the fan-out writes inline only while no message waits
+// behind the one its subscription is delivering.
+func TestKeepsUp(t *testing.T) {
+	if !keepsUp(nil) {
+		t.Fatal("keepsUp(nil) = false")
+	}
+	env := testenv.New(t)
+	nc := env.NATS(t)
+	subject := testenv.Unique(t.Name())
+	release := make(chan struct{})
+	got := make(chan bool, 3)
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		got <- keepsUp(m.Sub)
+		<-release
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	for range 3 {
+		if err := nc.Publish(subject, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The first message is held until the other two are pending (the
+	// held one counts until its handler returns).
+	eventually(t, func() error {
+		if n, _, _ := sub.Pending(); n != 3 {
+			return fmt.Errorf("%d pending, want 3", n)
+		}
+		return nil
+	})
+	close(release)
+	// The first delivery may have looked before the others arrived; the
+	// second had one behind it, the last none.
+	<-got
+	if <-got {
+		t.Error("keepsUp with a message waiting = true")
+	}
+	if !<-got {
+		t.Error("keepsUp of the last message = false")
 	}
 }

@@ -289,7 +289,7 @@ func (s *Store) gatedBulk(ctx context.Context, c *mongo.Collection, models []mon
 const maxFlushPause = 20 * time.Millisecond
 
 // pacer spaces a timed flush's commands. At 200 messages a second a flush
-// is 200-400 statements, 150-250 ms of the only writer, and back to back
+// is 200-400 statements, 130-250 ms of the only writer, and back to back
 // its commands were in the way of sends: a send writes twice (its outbox
 // entry, then its message), and although both pass the flush's commands
 // waiting at the gate, each found one command holding it, the second
@@ -298,10 +298,10 @@ const maxFlushPause = 20 * time.Millisecond
 // for as long as it held the gate (at most maxFlushPause) leaves the
 // writer free half the time while the flush runs, so a send's second
 // write mostly passes between two commands (docs/performance.md,
-// eleventh session). The pauses of one flush add up
-// to at most half its interval, so a flush that has fallen behind (a
-// burst of sends, a slow machine) catches up at full speed rather than
-// let outbox entries age past the relay's delay.
+// eleventh session). The pauses of one flush add up to at most half its
+// interval, so a flush that has fallen behind (a burst of sends, a slow
+// machine) catches up at full speed rather than let outbox entries age
+// past the relay's delay.
 type pacer struct {
 	budget time.Duration // pause left for this flush
 	next   time.Duration // pause before the next command

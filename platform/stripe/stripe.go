@@ -4,6 +4,8 @@
 // wait for each other.
 package stripe
 
+import "sync"
+
 // FNV-1a, 32 bits.
 const (
 	offset32 = 2166136261
@@ -20,4 +22,11 @@ func Index(key string, n int) int {
 		h *= prime32
 	}
 	return int(h % uint32(n))
+}
+
+// Lock locks key's mutex among mus and returns its Unlock.
+func Lock(mus []sync.Mutex, key string) func() {
+	m := &mus[Index(key, len(mus))]
+	m.Lock()
+	return m.Unlock
 }

@@ -3,6 +3,7 @@ package stripe
 import (
 	"fmt"
 	"hash/fnv"
+	"sync"
 	"testing"
 )
 
@@ -39,5 +40,23 @@ func TestIndexSpreads(t *testing.T) {
 func TestIndexAllocatesNothing(t *testing.T) {
 	if a := testing.AllocsPerRun(100, func() { _ = Index("channel-42", 256) }); a != 0 {
 		t.Fatalf("Index allocates %v times per call", a)
+	}
+}
+
+// TestLock: Lock holds the key's stripe, and only it, until its unlock.
+func TestLock(t *testing.T) {
+	var mus [8]sync.Mutex
+	unlock := Lock(mus[:], "channel-42")
+	held := Index("channel-42", len(mus))
+	for i := range mus {
+		if got := mus[i].TryLock(); got == (i == held) {
+			t.Errorf("stripe %d: TryLock = %v while stripe %d is held", i, got, held)
+		} else if got {
+			mus[i].Unlock()
+		}
+	}
+	unlock()
+	if !mus[held].TryLock() {
+		t.Fatal("stripe still held after unlock")
 	}
 }

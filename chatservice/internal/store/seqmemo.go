@@ -40,9 +40,7 @@ type seqRange struct {
 // lockChannel holds channelID's stripe; call the returned func to
 // release it.
 func (m *seqMemo) lockChannel(channelID string) func() {
-	mu := &m.loads[stripe.Index(channelID, len(m.loads))]
-	mu.Lock()
-	return mu.Unlock
+	return stripe.Lock(m.loads[:], channelID)
 }
 
 // next hands out the seq after the last one, if it is reserved.

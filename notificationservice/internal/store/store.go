@@ -47,24 +47,15 @@ type Store struct {
 	devices       *mongo.Collection
 	items         *mongo.Collection
 	digestState   *mongo.Collection
-	// updates serialises this process's updates of one notification.
-	updates docLocks
-}
-
-// docLocks serialises updates of one document, striped by id. MongoDB
-// applies an update to a document atomically, but FerretDB v1 reads the
-// document, changes it in Go and writes it back whole: two deliveries
-// recorded at once for different targets of one notification lost one of
-// them, and the notification stayed queued (TestConcurrentDeliveries).
-// Replicas on FerretDB can still race each other; FerretDB serves
-// development and CI, each with one notification service.
-type docLocks [64]sync.Mutex
-
-// lock locks id's stripe and returns its unlock.
-func (l *docLocks) lock(id string) func() {
-	m := &l[stripe.Index(id, len(l))]
-	m.Lock()
-	return m.Unlock
+	// updates serialises this process's updates of one notification,
+	// striped by id (stripe.Lock). MongoDB applies an update to a
+	// document atomically, but FerretDB v1 reads the document, changes it
+	// in Go and writes it back whole: two deliveries recorded at once for
+	// different targets of one notification lost one of them, and the
+	// notification stayed queued (TestConcurrentDeliveries). Replicas on
+	// FerretDB can still race each other; FerretDB serves development and
+	// CI, each with one notification service.
+	updates [64]sync.Mutex
 }
 
 var _ notify.Store = (*Store)(nil)
@@ -280,7 +271,7 @@ func (s *Store) RecordDelivery(ctx context.Context, id, target string, d notify.
 	}
 	cctx, cancel := withTimeout(ctx)
 	defer cancel()
-	defer s.updates.lock(id)()
+	defer stripe.Lock(s.updates[:], id)()
 	field := "deliveries." + target
 	var doc notificationDoc
 	err := s.notifications.FindOneAndUpdate(cctx,
@@ -305,7 +296,7 @@ func (s *Store) RecordDelivery(ctx context.Context, id, target string, d notify.
 func (s *Store) RecordRetry(ctx context.Context, id, reason string, at time.Time) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	defer s.updates.lock(id)()
+	defer stripe.Lock(s.updates[:], id)()
 	_, err := s.notifications.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{
 		{Key: "$set", Value: bson.D{{Key: "failure_reason", Value: reason}, {Key: "updated_at", Value: at.UTC()}}},
 		{Key: "$inc", Value: bson.D{{Key: "attempts", Value: 1}}},
@@ -320,7 +311,7 @@ func (s *Store) RecordRetry(ctx context.Context, id, reason string, at time.Time
 func (s *Store) SetStatus(ctx context.Context, id string, st notify.Status, reason string, at time.Time) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	defer s.updates.lock(id)()
+	defer stripe.Lock(s.updates[:], id)()
 	_, err := s.notifications.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: id}, {Key: "status", Value: bson.D{{Key: "$ne", Value: string(notify.StatusSent)}}}},
 		bson.D{{Key: "$set", Value: bson.D{

@@ -162,8 +162,9 @@ func New(cfg Config) (*Hub, error) {
 		// The hub reads frames itself (reader.go), so gorilla's read
 		// buffer is never used: the smallest bufio allows. The hub
 		// frames its data frames itself (wsText) and writes them to the
-		// socket; gorilla writes only control frames, which use no write
-		// buffer.
+		// socket; gorilla writes only control frames, which need no write
+		// buffer. The pool stays so that gorilla gives no connection a
+		// write buffer of its own at the upgrade.
 		ReadBufferSize:  16,
 		WriteBufferSize: 1024,
 		WriteBufferPool: &sync.Pool{},
